@@ -1,0 +1,1 @@
+//! Compiler command-line classification (owned by the classifier work).

@@ -1,0 +1,2 @@
+//! The offload host: intercepts a build's compiler calls and runs them remotely or locally.
+pub mod classify;
