@@ -1,0 +1,270 @@
+//! Length-prefixed frames: `u32 header length | u32 payload length | header | payload`,
+//! big-endian lengths, a JSON header and opaque payload bytes. Every length is checked
+//! against [`Limits`] before anything is allocated.
+
+use std::io::{self, Read, Write};
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Size limits for one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest JSON header accepted.
+    pub max_header: u32,
+    /// Largest payload accepted.
+    pub max_payload: u32,
+}
+
+impl Limits {
+    /// The limits both sides use by default: 16 MiB of header, 512 MiB of payload.
+    pub const DEFAULT: Limits = Limits {
+        max_header: 16 << 20,
+        max_payload: 512 << 20,
+    };
+}
+
+/// What can go wrong reading or writing a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream failed.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the stream inside a frame.
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    /// A length over the limit.
+    #[error("frame {what} of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// "header" or "payload".
+        what: &'static str,
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A header that is empty or not a valid message.
+    #[error("malformed frame header: {0}")]
+    Malformed(String),
+}
+
+const PREFIX: usize = 8;
+
+fn check_lengths(prefix: [u8; PREFIX], limits: Limits) -> Result<(usize, usize), FrameError> {
+    let header = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let payload = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+    if header == 0 {
+        return Err(FrameError::Malformed("empty header".into()));
+    }
+    if header > limits.max_header {
+        return Err(FrameError::TooLarge {
+            what: "header",
+            len: header.into(),
+            limit: limits.max_header.into(),
+        });
+    }
+    if payload > limits.max_payload {
+        return Err(FrameError::TooLarge {
+            what: "payload",
+            len: payload.into(),
+            limit: limits.max_payload.into(),
+        });
+    }
+    Ok((header as usize, payload as usize))
+}
+
+fn encode<M: Serialize>(msg: &M, payload: &[u8], limits: Limits) -> Result<Vec<u8>, FrameError> {
+    let header = serde_json::to_vec(msg).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let too_large = |what, len: usize, limit: u32| FrameError::TooLarge {
+        what,
+        len: len as u64,
+        limit: limit.into(),
+    };
+    let hlen = u32::try_from(header.len())
+        .ok()
+        .filter(|&l| l <= limits.max_header)
+        .ok_or_else(|| too_large("header", header.len(), limits.max_header))?;
+    let plen = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| l <= limits.max_payload)
+        .ok_or_else(|| too_large("payload", payload.len(), limits.max_payload))?;
+    let mut buf = Vec::with_capacity(PREFIX + header.len() + payload.len());
+    buf.extend_from_slice(&hlen.to_be_bytes());
+    buf.extend_from_slice(&plen.to_be_bytes());
+    buf.extend_from_slice(&header);
+    buf.extend_from_slice(payload);
+    Ok(buf)
+}
+
+fn decode<M: DeserializeOwned>(header: &[u8]) -> Result<M, FrameError> {
+    serde_json::from_slice(header).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+fn eof_is_truncation(e: io::Error) -> FrameError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        FrameError::Truncated
+    } else {
+        FrameError::Io(e)
+    }
+}
+
+/// Writes one frame.
+pub async fn write_frame<W, M>(
+    w: &mut W,
+    msg: &M,
+    payload: &[u8],
+    limits: Limits,
+) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    M: Serialize,
+{
+    let buf = encode(msg, payload, limits)?;
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+pub async fn read_frame<R, M>(r: &mut R, limits: Limits) -> Result<Option<(M, Vec<u8>)>, FrameError>
+where
+    R: AsyncRead + Unpin,
+    M: DeserializeOwned,
+{
+    let mut prefix = [0u8; PREFIX];
+    let first = r.read(&mut prefix).await?;
+    if first == 0 {
+        return Ok(None);
+    }
+    r.read_exact(&mut prefix[first..])
+        .await
+        .map_err(eof_is_truncation)?;
+    let (hlen, plen) = check_lengths(prefix, limits)?;
+    let mut header = vec![0u8; hlen];
+    r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
+    let msg = decode(&header)?;
+    let mut payload = vec![0u8; plen];
+    r.read_exact(&mut payload).await.map_err(eof_is_truncation)?;
+    Ok(Some((msg, payload)))
+}
+
+/// Blocking [`write_frame`], for the compiler wrapper.
+pub fn write_frame_blocking<W: Write, M: Serialize>(
+    w: &mut W,
+    msg: &M,
+    payload: &[u8],
+    limits: Limits,
+) -> Result<(), FrameError> {
+    let buf = encode(msg, payload, limits)?;
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Blocking [`read_frame`], for the compiler wrapper.
+pub fn read_frame_blocking<R: Read, M: DeserializeOwned>(
+    r: &mut R,
+    limits: Limits,
+) -> Result<Option<(M, Vec<u8>)>, FrameError> {
+    let mut prefix = [0u8; PREFIX];
+    let first = loop {
+        match r.read(&mut prefix) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if first == 0 {
+        return Ok(None);
+    }
+    r.read_exact(&mut prefix[first..])
+        .map_err(eof_is_truncation)?;
+    let (hlen, plen) = check_lengths(prefix, limits)?;
+    let mut header = vec![0u8; hlen];
+    r.read_exact(&mut header).map_err(eof_is_truncation)?;
+    let msg = decode(&header)?;
+    let mut payload = vec![0u8; plen];
+    r.read_exact(&mut payload).map_err(eof_is_truncation)?;
+    Ok(Some((msg, payload)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Message;
+
+    const SMALL: Limits = Limits {
+        max_header: 1024,
+        max_payload: 1024,
+    };
+
+    fn hello() -> Message {
+        Message::Hello(crate::protocol::Hello {
+            protocol: "offload".into(),
+            version: 1,
+            client: "test".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn round_trip_async_and_blocking() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &hello(), b"payload", SMALL)
+            .await
+            .unwrap();
+        let mut r = &buf[..];
+        let (m, p): (Message, _) = read_frame(&mut r, SMALL).await.unwrap().unwrap();
+        assert_eq!(m, hello());
+        assert_eq!(p, b"payload");
+        assert!(read_frame::<_, Message>(&mut r, SMALL).await.unwrap().is_none());
+        let mut r = &buf[..];
+        let (m, _): (Message, _) = read_frame_blocking(&mut r, SMALL).unwrap().unwrap();
+        assert_eq!(m, hello());
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_are_clear_errors() {
+        let good = encode(&hello(), b"xy", SMALL).unwrap();
+        let mut huge = good.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut big_payload = good.clone();
+        big_payload[4..8].copy_from_slice(&4096u32.to_be_bytes());
+        let mut zero = good.clone();
+        zero[0..4].copy_from_slice(&0u32.to_be_bytes());
+        let mut garbage = good.clone();
+        garbage[8] = b'!';
+        let unknown = {
+            let h = br#"{"type":"hello","body":{"protocol":"offload","version":1,"client":"x","extra":1}}"#;
+            let mut v = (h.len() as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(&0u32.to_be_bytes());
+            v.extend_from_slice(h);
+            v
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("huge header", huge, "exceeds the limit"),
+            ("huge payload", big_payload, "exceeds the limit"),
+            ("empty header", zero, "empty header"),
+            ("not json", garbage, "malformed"),
+            ("unknown field", unknown, "unknown field"),
+            ("truncated prefix", good[..5].to_vec(), "closed in the middle"),
+            ("truncated body", good[..good.len() - 1].to_vec(), "closed in the middle"),
+        ];
+        for (name, bytes, want) in cases {
+            let err = read_frame::<_, Message>(&mut &bytes[..], SMALL)
+                .await
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            let err = read_frame_blocking::<_, Message>(&mut &bytes[..], SMALL)
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(want), "{name} (blocking): {err}");
+        }
+    }
+
+    #[test]
+    fn oversized_writes_are_refused() {
+        let err = encode(&hello(), &[0u8; 2048], SMALL).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { what: "payload", .. }));
+    }
+}

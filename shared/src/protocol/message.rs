@@ -1,0 +1,191 @@
+//! The messages of the wire protocol. These are the only serialised types that cross the
+//! network; every struct refuses unknown fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Digest;
+use crate::tree::TreeEntry;
+
+/// The protocol's name, sent in [`Hello`].
+pub const PROTOCOL_NAME: &str = "offload";
+/// This build's protocol version. Peers with another version refuse each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Every message, tagged by `type` with its fields under `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
+pub enum Message {
+    /// Host → worker, first frame.
+    Hello(Hello),
+    /// Worker → host, answer to [`Hello`].
+    Welcome(Welcome),
+    /// Host → worker: run this compile.
+    Job(Box<JobRequest>),
+    /// Worker → host: send these blobs before the job can run.
+    NeedBlobs(NeedBlobs),
+    /// Host → worker: the blobs asked for; their bytes are the payload.
+    Blobs(Blobs),
+    /// Worker → host: the compile ran; stdout, stderr and outputs are the payload.
+    JobDone(JobDone),
+    /// Worker → host: the job was not run (no matching compiler, bad tree, full disk…).
+    /// The host compiles locally.
+    JobRejected(JobRejected),
+    /// Either side: a protocol error; the connection closes after it.
+    Error(ProtocolError),
+}
+
+/// Opens a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// Always [`PROTOCOL_NAME`].
+    pub protocol: String,
+    /// The host's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Free text naming the host, for logs.
+    pub client: String,
+}
+
+/// Accepts a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Welcome {
+    /// The worker's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Free text naming the worker, for logs.
+    pub worker: String,
+    /// How many jobs the worker runs at once.
+    pub slots: u32,
+}
+
+/// The compiler a job must run with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompilerRef {
+    /// Absolute path of the compiler driver as the host runs it.
+    pub path: String,
+    /// Digest of the driver binary after resolving links.
+    pub digest: Digest,
+    /// `-dumpfullversion` and `-dumpmachine`, for messages.
+    pub version: String,
+}
+
+/// A compile to run at the host's paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Chosen by the host; echoed in the answer.
+    pub job_id: u64,
+    /// Which compiler.
+    pub compiler: CompilerRef,
+    /// The full argument vector; `argv[0]` is what the process sees as its name.
+    pub argv: Vec<String>,
+    /// Working directory (absolute; part of `tree`).
+    pub cwd: String,
+    /// The environment of the compile, complete.
+    pub env: Vec<(String, String)>,
+    /// Everything the compile may read, and the directories it may write to.
+    pub tree: Vec<TreeEntry>,
+    /// Wall-clock limit for the compile.
+    pub timeout_secs: u32,
+}
+
+/// Blobs the worker lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeedBlobs {
+    /// The job this is for.
+    pub job_id: u64,
+    /// Each at most once.
+    pub digests: Vec<Digest>,
+}
+
+/// Announces the payload of blob bytes, concatenated in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blobs {
+    /// The job this is for.
+    pub job_id: u64,
+    /// Digest and size of each blob, in payload order.
+    pub blobs: Vec<(Digest, u64)>,
+}
+
+/// How the compiler process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// A file the compile created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    /// Absolute path on the host.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The compile ran. The payload holds stdout, stderr and each output file, concatenated
+/// in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDone {
+    /// The job.
+    pub job_id: u64,
+    /// How the compiler ended.
+    pub status: ExitStatus,
+    /// Bytes of standard output.
+    pub stdout_len: u64,
+    /// Bytes of standard error.
+    pub stderr_len: u64,
+    /// Files created, in payload order after stdout and stderr.
+    pub outputs: Vec<OutputFile>,
+    /// Milliseconds the compiler ran on the worker.
+    pub compile_ms: u64,
+}
+
+/// The job was not run; the host compiles it locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRejected {
+    /// The job.
+    pub job_id: u64,
+    /// Why, for the host's log.
+    pub reason: String,
+}
+
+/// A protocol error; the sender closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolError {
+    /// What went wrong.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_tagged_and_strict() {
+        let m = Message::NeedBlobs(NeedBlobs {
+            job_id: 7,
+            digests: vec![],
+        });
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(s, r#"{"type":"need_blobs","body":{"job_id":7,"digests":[]}}"#);
+        assert_eq!(serde_json::from_str::<Message>(&s).unwrap(), m);
+        for bad in [
+            r#"{"type":"need_blobs","body":{"job_id":7,"digests":[],"x":1}}"#,
+            r#"{"type":"no_such","body":{}}"#,
+            r#"{"type":"need_blobs"}"#,
+        ] {
+            assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
+        }
+    }
+}
