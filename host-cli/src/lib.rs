@@ -1,2 +1,12 @@
-//! The offload host: intercepts a build's compiler calls and runs them remotely or locally.
+//! The offload host: intercepts a build's compiler calls and runs each remotely or locally.
+//!
+//! - [`build`]: `offload build`: masquerade links, the coordinator, the build command.
+//! - [`wrapper`]: what runs as `gcc` inside the build.
+//! - [`coordinator`]: decides and carries out each compile.
+//! - [`classify`]: the argument tables (pure, no IO).
+pub mod build;
 pub mod classify;
+pub mod compilers;
+pub mod coordinator;
+pub mod ipc;
+pub mod wrapper;

@@ -1,1 +1,165 @@
-fn main() {}
+//! The `offload` binary: `offload build`, `offload worker`, `offload cc`, and — when
+//! started under a compiler's name from the masquerade directory — the compiler wrapper.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use offload_host::{build, compilers, wrapper};
+use offload_worker::jobroot::JobUser;
+
+#[derive(Parser)]
+#[command(name = "offload", version, about = "Run C/C++ builds with their compiles on idle cores of the LAN")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a build command with its compiler calls distributed.
+    Build {
+        /// A worker to use (HOST:PORT); repeat for several. Without one, a local worker is started.
+        #[arg(long = "worker", value_name = "HOST:PORT")]
+        workers: Vec<String>,
+        /// Compiles to run on this host at once [default: the CPUs this process may use].
+        #[arg(short = 'j', long = "jobs")]
+        jobs: Option<usize>,
+        /// List why compiles ran locally.
+        #[arg(short, long)]
+        verbose: bool,
+        /// The build command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Accept compile jobs from hosts.
+    Worker {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:7420")]
+        listen: SocketAddr,
+        /// Jobs to run at once [default: the CPUs this process may use].
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Where the file store, toolchains and job roots live.
+        #[arg(long, default_value = "/var/tmp/offload-worker")]
+        work_dir: PathBuf,
+        /// Write the bound address to this file once listening.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+        /// UID:GID that compiles run as [default: 65534:65534 when started as root].
+        #[arg(long, value_parser = parse_user)]
+        job_user: Option<JobUser>,
+    },
+    /// Run one compiler call through the enclosing `offload build` (for CC="offload cc gcc").
+    Cc {
+        /// The compiler, then its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<OsString>,
+    },
+}
+
+fn parse_user(s: &str) -> Result<JobUser, String> {
+    let (u, g) = s.split_once(':').ok_or("expected UID:GID")?;
+    Ok(JobUser {
+        uid: u.parse().map_err(|_| "bad UID")?,
+        gid: g.parse().map_err(|_| "bad GID")?,
+    })
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let name = Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if compilers::is_compiler_name(name).is_some() {
+        wrapper::run(&OsString::from(name), args.collect());
+    }
+    let cli = Cli::parse();
+    if let Command::Cc { argv } = &cli.command {
+        let mut it = argv.iter().cloned();
+        let compiler = it.next().unwrap_or_default();
+        wrapper::run(&compiler, it.collect());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("offload: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match cli.command {
+        Command::Build {
+            workers,
+            jobs,
+            verbose,
+            command,
+        } => rt.block_on(build::run(build::BuildConfig {
+            workers,
+            local_slots: jobs.unwrap_or_else(cpus),
+            local_worker_slots: cpus(),
+            verbose,
+            command,
+        })),
+        Command::Worker {
+            listen,
+            slots,
+            work_dir,
+            port_file,
+            job_user,
+        } => rt.block_on(async move {
+            // SAFETY: plain syscall.
+            let root = unsafe { libc::geteuid() } == 0;
+            let in_userns = std::fs::read_to_string("/proc/self/uid_map")
+                .map(|m| !m.split_whitespace().eq(["0", "0", "4294967295"]))
+                .unwrap_or(false);
+            let job_user = job_user.or((root && !in_userns).then_some(JobUser { uid: 65534, gid: 65534 }));
+            let config = offload_worker::Config {
+                slots: slots.unwrap_or_else(|| cpus() as u32).max(1),
+                work_dir,
+                name: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_else(|_| "worker".into()),
+                job_user,
+            };
+            let worker = offload_worker::Worker::new(config)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let addr = listener.local_addr()?;
+            eprintln!("offload worker listening on {addr}");
+            if let Some(p) = port_file {
+                let tmp = p.with_extension("tmp");
+                std::fs::write(&tmp, format!("{addr}\n"))?;
+                std::fs::rename(&tmp, &p)?;
+            }
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            worker.serve(listener, shutdown).await;
+            Ok(0)
+        }),
+        Command::Cc { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

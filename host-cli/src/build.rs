@@ -1,0 +1,162 @@
+//! `offload build -- CMD…`: runs CMD with compiler calls intercepted.
+//!
+//! A private directory of links named like compilers goes first on PATH (and CC/CXX are
+//! set when the user has not set them); each link runs the offload binary as a compiler
+//! wrapper, which asks the coordinator in this process where to compile. With no worker
+//! given, a local worker process is started so that the command always works.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::net::UnixListener;
+
+use crate::compilers::MASQUERADE_NAMES;
+use crate::coordinator::{self, Coordinator};
+use crate::wrapper::{ENV_MASQ_DIR, ENV_SOCKET};
+
+/// Settings of `offload build`.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// Workers to use; empty starts a local one.
+    pub workers: Vec<String>,
+    /// Local compile slots.
+    pub local_slots: usize,
+    /// Slots of the local worker started when no worker is given.
+    pub local_worker_slots: usize,
+    /// Print why compiles ran locally.
+    pub verbose: bool,
+    /// The command.
+    pub command: Vec<String>,
+}
+
+/// Runs the build; returns the command's exit code.
+pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let Some((program, args)) = cfg.command.split_first() else {
+        bail!("no build command given (usage: offload build -- make -j8)");
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("offload-build-")
+        .tempdir()
+        .context("creating a private directory")?;
+    let self_exe = std::env::current_exe()?.canonicalize()?;
+    let masq = tmp.path().join("bin");
+    std::fs::create_dir(&masq)?;
+    for name in MASQUERADE_NAMES {
+        std::os::unix::fs::symlink(&self_exe, masq.join(name))?;
+    }
+
+    let mut local_worker = None;
+    let workers = if cfg.workers.is_empty() {
+        let (child, addr) = start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots).await?;
+        local_worker = Some(child);
+        vec![addr]
+    } else {
+        cfg.workers.clone()
+    };
+
+    let coord = Coordinator::new(
+        coordinator::Config {
+            local_slots: cfg.local_slots,
+            queue_per_worker: 1,
+            timeout_secs: 600,
+        },
+        &workers,
+    )
+    .await;
+    let sock = tmp.path().join("coordinator.sock");
+    let listener = UnixListener::bind(&sock).context("binding the coordinator socket")?;
+    let server = tokio::spawn(coord.clone().serve(listener));
+
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut new_path = masq.clone().into_os_string();
+    if !path.is_empty() {
+        new_path.push(":");
+        new_path.push(&path);
+    }
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env("PATH", &new_path)
+        .env(ENV_SOCKET, &sock)
+        .env(ENV_MASQ_DIR, &masq);
+    for (var, default) in [("CC", "cc"), ("CXX", "c++")] {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, default);
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    // Ctrl-C reaches the build command too; this process waits for it to finish.
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    server.abort();
+    if let Some(mut w) = local_worker {
+        let _ = w.kill().await;
+    }
+    let (sent, received) = coord.traffic();
+    eprintln!("{}", coord.stats.summary(sent, received, started.elapsed()));
+    if cfg.verbose {
+        for (reason, n) in coord.stats.reasons() {
+            eprintln!("offload:   {n:>5} × {reason}");
+        }
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Starts `offload worker` on a free loopback port and waits until it listens. As a normal
+/// user it runs in a user namespace where it may `chroot`.
+async fn start_local_worker(
+    self_exe: &Path,
+    tmp: &Path,
+    slots: usize,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let port_file = tmp.join("worker.port");
+    let work_dir: PathBuf = tmp.join("worker");
+    let mut argv: Vec<String> = Vec::new();
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        argv.extend(["unshare", "--user", "--map-root-user", "--mount"].map(String::from));
+    }
+    argv.push(self_exe.to_string_lossy().into_owned());
+    argv.extend([
+        "worker".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--slots".into(),
+        slots.to_string(),
+        "--work-dir".into(),
+        work_dir.to_string_lossy().into_owned(),
+        "--port-file".into(),
+        port_file.to_string_lossy().into_owned(),
+    ]);
+    let child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a local worker")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&port_file) {
+            if let Some(addr) = s.lines().next().filter(|l| !l.is_empty()) {
+                return Ok((child, addr.to_owned()));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the local worker did not start within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Keeps the coordinator alive for tests that drive it directly.
+pub type SharedCoordinator = Arc<Coordinator>;

@@ -1,0 +1,104 @@
+//! What a source or header's text says that matters for remote compiles: macros expanded
+//! from the compiling machine's state, files read behind the preprocessor's back, and
+//! `__has_include` probes whose answers depend on files that are not included.
+
+use memchr::memmem;
+
+/// Facts about one file's bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentFlags {
+    /// Mentions `__TIMESTAMP__` (the file's mtime in local time: not reproducible remotely).
+    pub timestamp: bool,
+    /// Mentions `__DATE__` or `__TIME__` (reproducible only with SOURCE_DATE_EPOCH).
+    pub date_time: bool,
+    /// Mentions `incbin` (the assembler reads a file the dependency scan does not list).
+    pub incbin: bool,
+    /// The literal arguments of its `__has_include(...)` / `__has_include_next(...)` calls.
+    pub has_include: Vec<HasInclude>,
+    /// A `__has_include` call with a non-literal argument.
+    pub has_include_computed: bool,
+}
+
+/// One `__has_include` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HasInclude {
+    /// The name between the quotes or angle brackets.
+    pub name: String,
+    /// `"name"` (true) or `<name>` (false).
+    pub quoted: bool,
+}
+
+/// Scans `bytes`.
+pub fn scan(bytes: &[u8]) -> ContentFlags {
+    let mut f = ContentFlags {
+        timestamp: memmem::find(bytes, b"__TIMESTAMP__").is_some(),
+        date_time: memmem::find(bytes, b"__DATE__").is_some() || memmem::find(bytes, b"__TIME__").is_some(),
+        incbin: memmem::find(bytes, b"incbin").is_some(),
+        ..ContentFlags::default()
+    };
+    for at in memmem::find_iter(bytes, b"__has_include") {
+        let mut rest = &bytes[at + b"__has_include".len()..];
+        if let Some(r) = rest.strip_prefix(b"_next") {
+            rest = r;
+        }
+        let rest = skip_space(rest);
+        let Some(rest) = rest.strip_prefix(b"(") else {
+            // `defined __has_include`, `#ifdef __has_include`: not a call.
+            continue;
+        };
+        let rest = skip_space(rest);
+        let (close, quoted) = match rest.first() {
+            Some(b'"') => (b'"', true),
+            Some(b'<') => (b'>', false),
+            _ => {
+                f.has_include_computed = true;
+                continue;
+            }
+        };
+        let body = &rest[1..];
+        match body.iter().position(|&c| c == close || c == b'\n') {
+            Some(end) if body[end] == close => match std::str::from_utf8(&body[..end]) {
+                Ok(name) => f.has_include.push(HasInclude {
+                    name: name.to_owned(),
+                    quoted,
+                }),
+                Err(_) => f.has_include_computed = true,
+            },
+            _ => f.has_include_computed = true,
+        }
+    }
+    f
+}
+
+fn skip_space(mut s: &[u8]) -> &[u8] {
+    while let Some((c, rest)) = s.split_first() {
+        if c.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let f = scan(b"#if defined __has_include\n#if __has_include(<pstl/pstl_config.h>)\n#define T __has_include_next( \"x.h\" )\n#endif\n");
+        assert_eq!(
+            f.has_include,
+            vec![
+                HasInclude { name: "pstl/pstl_config.h".into(), quoted: false },
+                HasInclude { name: "x.h".into(), quoted: true },
+            ]
+        );
+        assert!(!f.has_include_computed && !f.timestamp && !f.date_time && !f.incbin);
+        assert!(scan(b"#if __has_include(HDR)\n").has_include_computed);
+        assert!(scan(b"const char *d = __DATE__;").date_time);
+        assert!(scan(b"__TIMESTAMP__").timestamp);
+        assert!(scan(b"asm(\".incbin \\\"x\\\"\");").incbin);
+    }
+}

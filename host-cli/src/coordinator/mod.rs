@@ -1,0 +1,250 @@
+//! The coordinator inside `offload build`: receives every intercepted compiler call over a
+//! Unix socket, classifies it, and runs it remotely or grants it a local slot. Any failure
+//! of the remote path ends in a local compile: the build never fails because of offload.
+
+pub mod builtin;
+pub mod content;
+pub mod depfile;
+pub mod envpolicy;
+pub mod outputs;
+pub mod prepare;
+pub mod remote;
+pub mod sched;
+pub mod stats;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use offload_shared::protocol::frame::{read_frame, write_frame};
+use offload_shared::protocol::{ExitStatus, Limits};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::classify::{self, Classification};
+use crate::ipc::{CompileRequest, Reply, Request};
+use prepare::Caches;
+use remote::Worker;
+use sched::{Grant, Scheduler};
+use stats::Stats;
+
+/// Coordinator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Compiles run on this host at once.
+    pub local_slots: usize,
+    /// Jobs queued on a worker beyond its slots, so it never waits for the host.
+    pub queue_per_worker: usize,
+    /// Wall-clock limit of one remote compile.
+    pub timeout_secs: u32,
+}
+
+/// The coordinator's state.
+#[derive(Debug)]
+pub struct Coordinator {
+    config: Config,
+    sched: Scheduler,
+    workers: Vec<Arc<Worker>>,
+    caches: Arc<Caches>,
+    /// Counters for the summary.
+    pub stats: Stats,
+    next_job: AtomicU64,
+}
+
+impl Coordinator {
+    /// A coordinator for these workers (`host:port`); each is greeted once to learn its
+    /// slot count, and one that does not answer starts paused.
+    pub async fn new(config: Config, addrs: &[String]) -> Arc<Coordinator> {
+        let sched = Scheduler::new(config.local_slots.max(1));
+        let mut workers = Vec::new();
+        for addr in addrs {
+            let w = Arc::new(Worker::new(addr.clone()));
+            let n = sched.add_worker(1, config.queue_per_worker);
+            match w.hello().await {
+                Ok(welcome) => {
+                    tracing::info!(worker = addr, slots = welcome.slots, name = welcome.worker, "worker ready");
+                    sched.set_slots(n, welcome.slots as usize);
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; compiling locally until it answers");
+                    sched.worker_failed(n);
+                }
+            }
+            workers.push(w);
+        }
+        Arc::new(Coordinator {
+            config,
+            sched,
+            workers,
+            caches: Arc::new(Caches::default()),
+            stats: Stats::default(),
+            next_job: AtomicU64::new(1),
+        })
+    }
+
+    /// Total compressed bytes sent to and received from workers.
+    pub fn traffic(&self) -> (u64, u64) {
+        self.workers.iter().fold((0, 0), |(s, r), w| {
+            (
+                s + w.sent.load(Ordering::Relaxed),
+                r + w.received.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Serves wrapper connections forever.
+    pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let (r, w) = stream.into_split();
+                        me.handle(r, w).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("coordinator accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
+        let lim = Limits::DEFAULT;
+        let req = match read_frame::<_, Request>(&mut r, lim).await {
+            Ok(Some((req, _))) => req,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("bad request from a compiler wrapper: {e}");
+                return;
+            }
+        };
+        let req = match req {
+            Request::LocalSlot { reason } => {
+                self.stats.local_because(&reason);
+                let g = self.sched.acquire(false).await;
+                return self.run_local(g, &reason, r, w).await;
+            }
+            Request::Compile(c) => c,
+        };
+        let (args, rsp_files) = match expand(&req) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.stats.local_because(&reason);
+                let g = self.sched.acquire(false).await;
+                return self.run_local(g, &reason, r, w).await;
+            }
+        };
+        let name = Path::new(&req.compiler)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("cc");
+        let compile = match classify::classify(name, &args) {
+            Classification::Remote(c) => c,
+            Classification::Local(reason) => {
+                let reason = reason.to_string();
+                self.stats.local_because(&reason);
+                let g = self.sched.acquire(false).await;
+                return self.run_local(g, &reason, r, w).await;
+            }
+        };
+        let grant = self.sched.acquire(true).await;
+        let Grant::Remote(n) = grant else {
+            self.stats.local_because("no worker slot free");
+            return self.run_local(grant, "no worker slot free", r, w).await;
+        };
+        let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let prepared = prepare::prepare(&req, &compile, &rsp_files, &self.caches, job_id, self.config.timeout_secs).await;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(reason) => {
+                self.sched.release(grant);
+                tracing::debug!(job_id, "local: {reason}");
+                self.stats.local_because(&reason);
+                let g = self.sched.acquire(false).await;
+                return self.run_local(g, &reason, r, w).await;
+            }
+        };
+        let worker = &self.workers[n];
+        let result = worker.run(&prepared).await;
+        self.sched.release(grant);
+        let res = match result {
+            Ok(res) => {
+                self.sched.worker_ok(n);
+                res
+            }
+            Err(e) => {
+                if e.worker_is_down() {
+                    self.sched.worker_failed(n);
+                }
+                tracing::debug!(job_id, "falling back: {e}");
+                self.stats.fell_back_because(&e.to_string());
+                let g = self.sched.acquire(false).await;
+                return self.run_local(g, "remote failure", r, w).await;
+            }
+        };
+        if res.done.status != ExitStatus::Code(0) && outputs::looks_like_infrastructure(&res.stderr) {
+            tracing::debug!(job_id, "remote compile failed like an infrastructure problem; compiling locally");
+            self.stats.fell_back_because("remote compile failed with a missing-file or crash message");
+            let g = self.sched.acquire(false).await;
+            return self.run_local(g, "remote failure", r, w).await;
+        }
+        let files: Vec<(String, Vec<u8>)> = res
+            .done
+            .outputs
+            .iter()
+            .map(|o| o.path.clone())
+            .zip(res.files)
+            .collect();
+        let written = {
+            let (writable, inputs, umask) = (&prepared.writable, &prepared.inputs, req.umask);
+            tokio::task::block_in_place(|| outputs::write(&files, writable, inputs, umask))
+        };
+        if let Err(e) = written {
+            tracing::warn!(job_id, "{e}");
+            self.sched.worker_failed(n);
+            self.stats.fell_back_because(&e);
+            let g = self.sched.acquire(false).await;
+            return self.run_local(g, "remote failure", r, w).await;
+        }
+        self.stats.remote.fetch_add(1, Ordering::Relaxed);
+        let reply = Reply::Finished {
+            status: res.done.status,
+            stdout_len: res.stdout.len() as u64,
+        };
+        let mut payload = res.stdout;
+        payload.extend_from_slice(&res.stderr);
+        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
+            tracing::warn!(job_id, "cannot answer the compiler wrapper: {e}");
+        }
+    }
+
+    /// Tells the wrapper to compile itself and holds `grant` until it has finished (its
+    /// connection closes when the compiler exits).
+    async fn run_local(&self, grant: Grant, reason: &str, mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
+        let reply = Reply::RunLocal {
+            reason: reason.to_owned(),
+        };
+        if write_frame(&mut w, &reply, &[], Limits::DEFAULT).await.is_ok() {
+            let mut sink = [0u8; 64];
+            while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+        self.sched.release(grant);
+    }
+}
+
+/// Expands response files (relative to the compile's directory).
+fn expand(req: &CompileRequest) -> Result<(Vec<OsString>, Vec<PathBuf>), String> {
+    let args: Vec<OsString> = req.args.iter().map(OsString::from).collect();
+    if !req.args.iter().any(|a| a.starts_with('@')) {
+        return Ok((args, Vec::new()));
+    }
+    let cwd = PathBuf::from(&req.cwd);
+    let mut read = |p: &Path| std::fs::read(cwd.join(p));
+    let (args, files) = classify::expand_response_files(&args, &mut read).map_err(|e| e.to_string())?;
+    Ok((args, files.into_iter().map(|f| cwd.join(f)).collect()))
+}

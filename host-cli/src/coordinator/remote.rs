@@ -1,0 +1,254 @@
+//! Talks to one worker: a pool of open connections, each carrying one job at a time.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use offload_shared::protocol::frame::{read_frame, write_frame};
+use offload_shared::protocol::payload;
+use offload_shared::protocol::{
+    Blobs, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME, PROTOCOL_VERSION, Welcome,
+};
+use tokio::io::{BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::prepare::Prepared;
+
+/// Why a remote job did not produce a result; the job then runs locally.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Could not connect or the handshake failed.
+    #[error("cannot reach worker {addr}: {why}")]
+    Connect {
+        /// The worker.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// The connection broke or carried garbage.
+    #[error("worker {addr}: {source}")]
+    Frame {
+        /// The worker.
+        addr: String,
+        /// Why.
+        source: FrameError,
+    },
+    /// The worker did not answer in time.
+    #[error("worker {0} did not answer in time")]
+    Timeout(String),
+    /// The worker declined the job.
+    #[error("worker {addr} declined the job: {reason}")]
+    Rejected {
+        /// The worker.
+        addr: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// The worker answered something that is not a valid result.
+    #[error("worker {addr} sent an invalid answer: {why}")]
+    Invalid {
+        /// The worker.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl RemoteError {
+    /// Whether the worker itself is at fault (so it should be paused), rather than the job.
+    pub fn worker_is_down(&self) -> bool {
+        !matches!(self, RemoteError::Rejected { .. })
+    }
+}
+
+/// A finished remote compile: the worker's report, stdout, stderr and the output files'
+/// bytes in the report's order.
+#[derive(Debug)]
+pub struct RemoteResult {
+    /// The report.
+    pub done: JobDone,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+    /// Output bytes, in `done.outputs` order.
+    pub files: Vec<Vec<u8>>,
+}
+
+struct Conn {
+    r: BufReader<OwnedReadHalf>,
+    w: BufWriter<OwnedWriteHalf>,
+}
+
+/// One worker.
+pub struct Worker {
+    /// `host:port`.
+    pub addr: String,
+    idle: Mutex<Vec<Conn>>,
+    /// Bytes sent to it (compressed).
+    pub sent: AtomicU64,
+    /// Bytes received from it (compressed).
+    pub received: AtomicU64,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("addr", &self.addr).finish()
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Beyond the compile's own limit, time allowed for transfers.
+const TRANSFER_MARGIN: Duration = Duration::from_secs(60);
+/// Most bytes accepted in a result.
+const MAX_RESULT: u64 = 1 << 30;
+
+impl Worker {
+    /// A worker at `addr`; nothing is connected yet.
+    pub fn new(addr: String) -> Worker {
+        Worker {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    fn frame_err(&self) -> impl Fn(FrameError) -> RemoteError + '_ {
+        |source| RemoteError::Frame {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    /// Opens a connection and shakes hands.
+    pub async fn hello(&self) -> Result<Welcome, RemoteError> {
+        let (conn, welcome) = self.connect().await?;
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        Ok(welcome)
+    }
+
+    async fn connect(&self) -> Result<(Conn, Welcome), RemoteError> {
+        let cerr = |why: String| RemoteError::Connect {
+            addr: self.addr.clone(),
+            why,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| cerr("timed out".into()))?
+            .map_err(|e| cerr(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        let mut c = Conn {
+            r: BufReader::new(r),
+            w: BufWriter::new(w),
+        };
+        let hello = Message::Hello(Hello {
+            protocol: PROTOCOL_NAME.into(),
+            version: PROTOCOL_VERSION,
+            client: hostname(),
+        });
+        let lim = Limits::DEFAULT;
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            write_frame(&mut c.w, &hello, &[], lim).await?;
+            read_frame::<_, Message>(&mut c.r, lim).await
+        })
+        .await
+        .map_err(|_| cerr("handshake timed out".into()))?
+        .map_err(|e| cerr(e.to_string()))?;
+        match answer {
+            Some((Message::Welcome(w), _)) if w.version == PROTOCOL_VERSION => Ok((c, w)),
+            Some((Message::Error(e), _)) => Err(cerr(e.message)),
+            _ => Err(cerr("unexpected handshake answer".into())),
+        }
+    }
+
+    /// Runs a prepared job.
+    pub async fn run(&self, job: &Prepared) -> Result<RemoteResult, RemoteError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => self.connect().await?.0,
+        };
+        let limit = Duration::from_secs(job.job.timeout_secs.into()) + TRANSFER_MARGIN;
+        let result = tokio::time::timeout(limit, self.exchange(&mut conn, job))
+            .await
+            .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
+        if result.is_ok() || matches!(result, Err(RemoteError::Rejected { .. })) {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+        result
+    }
+
+    async fn exchange(&self, c: &mut Conn, job: &Prepared) -> Result<RemoteResult, RemoteError> {
+        let lim = Limits::DEFAULT;
+        let fe = self.frame_err();
+        let id = job.job.job_id;
+        write_frame(&mut c.w, &Message::Job(Box::new(job.job.clone())), &[], lim)
+            .await
+            .map_err(&fe)?;
+        let invalid = |why: &str| RemoteError::Invalid {
+            addr: self.addr.clone(),
+            why: why.to_owned(),
+        };
+        loop {
+            let Some((msg, bytes)) = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)? else {
+                return Err(fe(FrameError::Truncated));
+            };
+            self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            match msg {
+                Message::NeedBlobs(n) if n.job_id == id => {
+                    if n.digests.is_empty() {
+                        continue;
+                    }
+                    let mut datas = Vec::with_capacity(n.digests.len());
+                    for d in &n.digests {
+                        let path = job.blobs.get(d).ok_or_else(|| invalid("asked for an unknown blob"))?;
+                        let bytes = tokio::fs::read(path).await.map_err(|e| RemoteError::Invalid {
+                            addr: self.addr.clone(),
+                            why: format!("cannot read {}: {e}", path.display()),
+                        })?;
+                        datas.push((*d, bytes));
+                    }
+                    let body = payload::pack(datas.iter().map(|(_, b)| &b[..]));
+                    let msg = Message::Blobs(Blobs {
+                        job_id: id,
+                        blobs: datas.iter().map(|(d, b)| (*d, b.len() as u64)).collect(),
+                    });
+                    self.sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    write_frame(&mut c.w, &msg, &body, lim).await.map_err(&fe)?;
+                }
+                Message::JobDone(done) if done.job_id == id => {
+                    let mut sizes = vec![done.stdout_len, done.stderr_len];
+                    sizes.extend(done.outputs.iter().map(|o| o.size));
+                    let mut parts = payload::unpack(&bytes, &sizes, MAX_RESULT)
+                        .map_err(|e| invalid(&e.to_string()))?
+                        .into_iter();
+                    let stdout = parts.next().unwrap_or_default();
+                    let stderr = parts.next().unwrap_or_default();
+                    return Ok(RemoteResult {
+                        done,
+                        stdout,
+                        stderr,
+                        files: parts.collect(),
+                    });
+                }
+                Message::JobRejected(r) if r.job_id == id => {
+                    return Err(RemoteError::Rejected {
+                        addr: self.addr.clone(),
+                        reason: r.reason,
+                    });
+                }
+                Message::Error(e) => return Err(invalid(&e.message)),
+                _ => return Err(invalid("unexpected message")),
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}

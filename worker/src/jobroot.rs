@@ -1,0 +1,206 @@
+//! A job's root directory: the toolchain and the host's tree, recreated at their absolute
+//! paths below one directory that the compile is then `chroot`ed into.
+//!
+//! Inputs are hard links to the read-only store; the compile runs as an unprivileged user
+//! that may write only to the directories the host marked writable (and `/tmp`).
+//! Everything new in those directories after the run is an output.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use offload_shared::tree::{self, EntryKind, TreeEntry, TreeError};
+use offload_shared::walk::Node;
+
+use crate::store::Store;
+use crate::toolchain::Toolchain;
+
+/// Why a job root could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// The host's tree is not acceptable.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The host's tree and the toolchain disagree about a path.
+    #[error("input {0} collides with the worker's toolchain")]
+    Collision(String),
+    /// An input is not in the store.
+    #[error("input blob {0} is missing from the store")]
+    MissingBlob(String),
+    /// File-system work failed (a full disk, for one).
+    #[error("building the job root at {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+enum Planned<'a> {
+    Dir { writable: bool },
+    Link(&'a Path),
+    ToolFile,
+    Input(PathBuf, bool),
+}
+
+/// A made job root.
+#[derive(Debug)]
+pub struct JobRoot {
+    /// The directory to `chroot` into.
+    pub root: PathBuf,
+    writable: Vec<PathBuf>,
+    inputs: HashSet<PathBuf>,
+}
+
+/// Who the compile runs as.
+#[derive(Debug, Clone, Copy)]
+pub struct JobUser {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> RootError + '_ {
+    move |source| RootError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl JobRoot {
+    /// Builds `root` (which must not exist) from the toolchain and the host's tree.
+    pub fn create(
+        root: &Path,
+        toolchain: &Toolchain,
+        entries: &[TreeEntry],
+        store: &Store,
+        user: Option<JobUser>,
+    ) -> Result<JobRoot, RootError> {
+        tree::validate(entries)?;
+        let mut plan: BTreeMap<&Path, Planned> = BTreeMap::new();
+        for (path, node) in &toolchain.nodes {
+            let p = match node {
+                Node::Dir => Planned::Dir { writable: false },
+                Node::Symlink(t) => Planned::Link(t),
+                Node::File => Planned::ToolFile,
+            };
+            plan.insert(path, p);
+        }
+        for e in entries {
+            let path = Path::new(&e.path);
+            let new = match &e.kind {
+                EntryKind::Dir { writable } => Planned::Dir {
+                    writable: *writable,
+                },
+                EntryKind::Symlink { target } => Planned::Link(Path::new(target)),
+                EntryKind::File {
+                    digest, executable, ..
+                } => {
+                    let src = store.path(digest);
+                    if !src.is_file() {
+                        return Err(RootError::MissingBlob(digest.to_hex()));
+                    }
+                    Planned::Input(src, *executable)
+                }
+            };
+            for anc in path.ancestors().skip(1) {
+                if matches!(plan.get(anc), Some(Planned::Link(_) | Planned::ToolFile)) {
+                    return Err(RootError::Collision(e.path.clone()));
+                }
+            }
+            match (plan.get(path), &new) {
+                (None, _) => {
+                    plan.insert(path, new);
+                }
+                (Some(Planned::Dir { .. }), Planned::Dir { .. }) => {
+                    plan.insert(path, new);
+                }
+                (Some(Planned::Link(a)), Planned::Link(b)) if a == b => {}
+                _ => return Err(RootError::Collision(e.path.clone())),
+            }
+        }
+
+        std::fs::create_dir(root).map_err(err(root))?;
+        let tmp = root.join("tmp");
+        std::fs::create_dir(&tmp).map_err(err(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(err(&tmp))?;
+        let mut writable = Vec::new();
+        let mut inputs = HashSet::new();
+        for (path, p) in plan {
+            let dst = root.join(path.strip_prefix("/").unwrap_or(path));
+            if let Planned::Dir { writable: w } = p {
+                std::fs::create_dir_all(&dst).map_err(err(&dst))?;
+                if w {
+                    if let Some(u) = user {
+                        std::os::unix::fs::chown(&dst, Some(u.uid), Some(u.gid)).map_err(err(&dst))?;
+                    }
+                    writable.push(dst);
+                }
+                continue;
+            }
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(err(parent))?;
+            }
+            match p {
+                Planned::Link(target) => symlink(target, &dst).map_err(err(&dst))?,
+                Planned::ToolFile => link_or_copy(&toolchain.source_of(path), &dst)?,
+                Planned::Input(src, _executable) => {
+                    link_or_copy(&src, &dst)?;
+                    inputs.insert(dst);
+                }
+                Planned::Dir { .. } => {}
+            }
+        }
+        Ok(JobRoot {
+            root: root.to_owned(),
+            writable,
+            inputs,
+        })
+    }
+
+    /// Files the compile created: every regular file in a writable directory that is not an
+    /// input. Paths are the host's (absolute, without the root prefix), sorted.
+    pub fn outputs(&self) -> Result<Vec<(String, PathBuf)>, RootError> {
+        let mut out = Vec::new();
+        for dir in &self.writable {
+            for e in std::fs::read_dir(dir).map_err(err(dir))? {
+                let e = e.map_err(err(dir))?;
+                let path = e.path();
+                let ft = e.file_type().map_err(err(&path))?;
+                if !ft.is_file() || self.inputs.contains(&path) {
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(host) = rel.to_str().map(|s| format!("/{s}")) else {
+                    continue;
+                };
+                out.push((host, path));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes the root.
+    pub fn remove(self) -> io::Result<()> {
+        std::fs::remove_dir_all(&self.root)
+    }
+}
+
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), RootError> {
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(src, dst).map(|_| ()).map_err(err(dst))
+        }
+        Err(e) => Err(RootError::Io {
+            path: dst.to_owned(),
+            source: e,
+        }),
+    }
+}

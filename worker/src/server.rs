@@ -1,0 +1,328 @@
+//! The accept loop and the per-connection protocol handler.
+//!
+//! Each connection runs jobs one after another; a semaphore bounds how many compile at
+//! once across all connections. A connection's error is logged and ends that connection
+//! only; a job's infrastructure failure is answered with `JobRejected` so the host compiles
+//! locally.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use offload_shared::Digest;
+use offload_shared::protocol::frame::{read_frame, write_frame};
+use offload_shared::protocol::payload;
+use offload_shared::protocol::{
+    FrameError, JobDone, JobRejected, JobRequest, Limits, Message, NeedBlobs, OutputFile,
+    PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, Welcome,
+};
+use offload_shared::tree::EntryKind;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::jobroot::{JobRoot, JobUser};
+use crate::sandbox::{self, RunSpec};
+use crate::store::Store;
+use crate::toolchain::Toolchains;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Where the store, toolchains and job roots live.
+    pub work_dir: PathBuf,
+    /// Name shown to hosts.
+    pub name: String,
+    /// Who compiles run as (the worker must be root to switch).
+    pub job_user: Option<JobUser>,
+}
+
+/// Most bytes a job's blobs or outputs may add up to.
+const MAX_JOB_BYTES: u64 = 1 << 30;
+/// Longest compile accepted.
+const MAX_TIMEOUT_SECS: u32 = 3600;
+
+/// A running worker's shared state.
+#[derive(Debug)]
+pub struct Worker {
+    config: Config,
+    store: Store,
+    toolchains: Toolchains,
+    slots: Semaphore,
+    next_root: AtomicU64,
+}
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The work directory is unusable.
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Per-job roots need `chroot`.
+    #[error("the worker must run as root (or as root in its container) to give each job its own root")]
+    NotRoot,
+}
+
+impl Worker {
+    /// Prepares the work directory.
+    pub fn new(config: Config) -> Result<Arc<Worker>, StartError> {
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(StartError::NotRoot);
+        }
+        let wd = |source| StartError::WorkDir {
+            path: config.work_dir.clone(),
+            source,
+        };
+        let jobs = config.work_dir.join("jobs");
+        if jobs.exists() {
+            std::fs::remove_dir_all(&jobs).map_err(wd)?;
+        }
+        std::fs::create_dir_all(&jobs).map_err(wd)?;
+        let store = Store::open(&config.work_dir.join("store")).map_err(wd)?;
+        let toolchains = Toolchains::new(&config.work_dir.join("toolchains"));
+        Ok(Arc::new(Worker {
+            slots: Semaphore::new(config.slots as usize),
+            store,
+            toolchains,
+            next_root: AtomicU64::new(0),
+            config,
+        }))
+    }
+
+    /// Accepts connections until `shutdown` completes.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = &mut shutdown => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(10);
+                    let _ = stream.set_nodelay(true);
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let (r, w) = stream.into_split();
+                        if let Err(e) = me.connection(r, w).await {
+                            tracing::warn!(%peer, "connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Speaks the protocol on one connection.
+    pub async fn connection<R, W>(&self, r: R, w: W) -> Result<(), FrameError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut r = BufReader::new(r);
+        let mut w = BufWriter::new(w);
+        let lim = Limits::DEFAULT;
+        let Some((hello, _)) = read_frame::<_, Message>(&mut r, lim).await? else {
+            return Ok(());
+        };
+        match hello {
+            Message::Hello(h) if h.protocol == PROTOCOL_NAME && h.version == PROTOCOL_VERSION => {
+                tracing::debug!(client = h.client, "hello");
+            }
+            other => {
+                let message = match other {
+                    Message::Hello(h) => format!(
+                        "protocol {} version {} is not supported (this worker speaks {PROTOCOL_NAME} {PROTOCOL_VERSION})",
+                        h.protocol, h.version
+                    ),
+                    _ => "expected hello".to_owned(),
+                };
+                let reply = Message::Error(ProtocolError { message: message.clone() });
+                write_frame(&mut w, &reply, &[], lim).await?;
+                return Err(FrameError::Malformed(message));
+            }
+        }
+        let welcome = Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            worker: self.config.name.clone(),
+            slots: self.config.slots,
+        });
+        write_frame(&mut w, &welcome, &[], lim).await?;
+        loop {
+            let Some((msg, _)) = read_frame::<_, Message>(&mut r, lim).await? else {
+                return Ok(());
+            };
+            let Message::Job(job) = msg else {
+                let message = "expected a job".to_owned();
+                write_frame(&mut w, &Message::Error(ProtocolError { message: message.clone() }), &[], lim)
+                    .await?;
+                return Err(FrameError::Malformed(message));
+            };
+            self.job(*job, &mut r, &mut w).await?;
+        }
+    }
+
+    async fn job<R, W>(&self, job: JobRequest, r: &mut R, w: &mut W) -> Result<(), FrameError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let lim = Limits::DEFAULT;
+        let id = job.job_id;
+        let reject = |reason: String| {
+            tracing::info!(job = id, "rejected: {reason}");
+            Message::JobRejected(JobRejected { job_id: id, reason })
+        };
+        // Which blobs are missing.
+        let mut seen = HashSet::new();
+        let mut missing: Vec<Digest> = Vec::new();
+        for e in &job.tree {
+            if let EntryKind::File { digest, .. } = &e.kind {
+                if seen.insert(*digest) && !self.store.has(digest) {
+                    missing.push(*digest);
+                }
+            }
+        }
+        let need = Message::NeedBlobs(NeedBlobs {
+            job_id: id,
+            digests: missing.clone(),
+        });
+        write_frame(w, &need, &[], lim).await?;
+        if !missing.is_empty() {
+            let Some((msg, bytes)) = read_frame::<_, Message>(r, lim).await? else {
+                return Err(FrameError::Truncated);
+            };
+            let Message::Blobs(b) = msg else {
+                return Err(FrameError::Malformed("expected blobs".into()));
+            };
+            let asked: HashSet<&Digest> = missing.iter().collect();
+            if b.job_id != id || b.blobs.len() != missing.len() || !b.blobs.iter().all(|(d, _)| asked.contains(d)) {
+                return Err(FrameError::Malformed("blobs do not match the request".into()));
+            }
+            let sizes: Vec<u64> = b.blobs.iter().map(|(_, s)| *s).collect();
+            let parts = match payload::unpack(&bytes, &sizes, MAX_JOB_BYTES) {
+                Ok(p) => p,
+                Err(e) => return Err(FrameError::Malformed(e.to_string())),
+            };
+            for ((d, _), bytes) in b.blobs.iter().zip(parts) {
+                if let Err(e) = self.store.put(d, &bytes) {
+                    return write_frame(w, &reject(e.to_string()), &[], lim).await;
+                }
+            }
+        }
+        let Ok(_permit) = self.slots.acquire().await else {
+            return write_frame(w, &reject("worker shutting down".into()), &[], lim).await;
+        };
+        let (reply, payload) = match self.run_job(job).await {
+            Ok((done, payload)) => (Message::JobDone(done), payload),
+            Err(reason) => (reject(reason), Vec::new()),
+        };
+        write_frame(w, &reply, &payload, lim).await
+    }
+
+    /// Runs a job whose blobs are all in the store.
+    async fn run_job(&self, job: JobRequest) -> Result<(JobDone, Vec<u8>), String> {
+        let n = self.next_root.fetch_add(1, Ordering::Relaxed);
+        let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
+        let job = Arc::new(job);
+        let user = self.config.job_user;
+        let root = {
+            let job = job.clone();
+            let (toolchains, store) = (&self.toolchains, &self.store);
+            // Blocking file-system work; the worker's thread pool has room for it.
+            tokio::task::block_in_place(move || {
+                let tc = toolchains
+                    .get(&job.compiler.path, &job.compiler.digest)
+                    .map_err(|e| e.to_string())?;
+                JobRoot::create(&root_dir, &tc, &job.tree, store, user).map_err(|e| e.to_string())
+            })
+        };
+        let root = match root {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.config.work_dir.join("jobs").join(n.to_string()));
+                return Err(e);
+            }
+        };
+        let result = self.compile_in(&root, &job, user).await;
+        let root_path = root.root.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = root.remove() {
+                tracing::warn!("cannot remove {}: {e}", root_path.display());
+            }
+        });
+        result
+    }
+
+    async fn compile_in(
+        &self,
+        root: &JobRoot,
+        job: &JobRequest,
+        user: Option<JobUser>,
+    ) -> Result<(JobDone, Vec<u8>), String> {
+        let timeout = Duration::from_secs(job.timeout_secs.clamp(1, MAX_TIMEOUT_SECS).into());
+        let outcome = sandbox::run(RunSpec {
+            root: &root.root,
+            argv: &job.argv,
+            program: &job.compiler.path,
+            cwd: &job.cwd,
+            env: &job.env,
+            user,
+            timeout,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let files = tokio::task::block_in_place(|| -> Result<Vec<(String, Vec<u8>)>, String> {
+            let mut files = Vec::new();
+            let mut total = 0u64;
+            for (host_path, path) in root.outputs().map_err(|e| e.to_string())? {
+                let bytes = std::fs::read(&path).map_err(|e| format!("reading output {host_path}: {e}"))?;
+                total += bytes.len() as u64;
+                if total > MAX_JOB_BYTES {
+                    return Err("outputs exceed the size limit".into());
+                }
+                files.push((host_path, bytes));
+            }
+            Ok(files)
+        })?;
+        let outputs = files
+            .iter()
+            .map(|(p, b)| OutputFile {
+                path: p.clone(),
+                size: b.len() as u64,
+            })
+            .collect();
+        let payload = payload::pack(
+            [&outcome.stdout[..], &outcome.stderr[..]]
+                .into_iter()
+                .chain(files.iter().map(|(_, b)| &b[..])),
+        );
+        let done = JobDone {
+            job_id: job.job_id,
+            status: outcome.status,
+            stdout_len: outcome.stdout.len() as u64,
+            stderr_len: outcome.stderr.len() as u64,
+            outputs,
+            compile_ms: outcome.elapsed.as_millis() as u64,
+        };
+        tracing::debug!(job = job.job_id, ms = done.compile_ms, "compiled");
+        Ok((done, payload))
+    }
+}

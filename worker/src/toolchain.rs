@@ -1,0 +1,234 @@
+//! The worker's compilers, prepared for per-job roots.
+//!
+//! A job names the compiler by the host's path and the digest of its driver binary. The
+//! worker uses its own compiler at that path only if the driver's digest matches, then
+//! copies the driver, its sub-programs (cc1, cc1plus, as), their shared libraries and the
+//! few data files they read into a template directory once. Each job root gets hard links
+//! to the template, at the same absolute paths, through the same symbolic links.
+//! Headers are never part of a toolchain: they come from the host with the job.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use offload_shared::Digest;
+use offload_shared::walk::{Node, PathWalker, Resolved};
+
+/// Why a compiler cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    /// No such compiler here.
+    #[error("no compiler at {0} on this worker")]
+    Missing(String),
+    /// A compiler, but not the host's.
+    #[error("compiler {path} differs from the host's (driver digest {ours} here, {theirs} there)")]
+    Differs {
+        /// Path.
+        path: String,
+        /// Our digest.
+        ours: Digest,
+        /// The host's digest.
+        theirs: Digest,
+    },
+    /// Reading or copying failed.
+    #[error("preparing toolchain {path}: {source}")]
+    Io {
+        /// Which compiler.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One prepared compiler: the nodes to recreate in a job root, files taken from `template`.
+#[derive(Debug)]
+pub struct Toolchain {
+    /// Directory holding a copy of each file at its absolute path.
+    pub template: PathBuf,
+    /// Every directory, link and file of the toolchain, parents first.
+    pub nodes: BTreeMap<PathBuf, Node>,
+}
+
+impl Toolchain {
+    /// Where the template's copy of the file at `path` is.
+    pub fn source_of(&self, path: &Path) -> PathBuf {
+        self.template.join(path.strip_prefix("/").unwrap_or(path))
+    }
+}
+
+/// Prepared toolchains, by compiler path and digest.
+#[derive(Debug)]
+pub struct Toolchains {
+    dir: PathBuf,
+    ready: Mutex<HashMap<(String, Digest), Arc<Toolchain>>>,
+}
+
+/// Data files the compilers read besides their libraries (those that exist are taken).
+const DATA_FILES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/usr/lib/locale/C.utf8",
+    "/usr/lib/locale/locale-archive",
+    "/usr/share/locale/locale.alias",
+    "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
+    "/usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache",
+];
+
+/// Sub-programs a driver runs for `-c`, asked of the driver with `-print-prog-name`.
+const SUB_PROGRAMS: &[&str] = &["cc1", "cc1plus", "as"];
+
+/// Directories searched for a sub-program the driver names without a path.
+const PROGRAM_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
+
+impl Toolchains {
+    /// Toolchains kept under `dir`.
+    pub fn new(dir: &Path) -> Toolchains {
+        Toolchains {
+            dir: dir.to_owned(),
+            ready: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The toolchain for `compiler` whose driver has digest `digest`, preparing it on first
+    /// use. Blocking: call from a blocking context.
+    pub fn get(&self, compiler: &str, digest: &Digest) -> Result<Arc<Toolchain>, ToolchainError> {
+        let key = (compiler.to_owned(), *digest);
+        if let Some(t) = self.lock().get(&key) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(prepare(compiler, digest, &self.dir)?);
+        self.lock().insert(key, t.clone());
+        Ok(t)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Digest), Arc<Toolchain>>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, ToolchainError> {
+    let io = |source| ToolchainError::Io {
+        path: compiler.to_owned(),
+        source,
+    };
+    let mut walker = PathWalker::new();
+    let driver = match walker.resolve(Path::new(compiler), Path::new("/")).map_err(io)? {
+        Resolved::File(p) => p,
+        _ => return Err(ToolchainError::Missing(compiler.to_owned())),
+    };
+    let ours = Digest::of(&std::fs::read(&driver).map_err(io)?);
+    if ours != *want {
+        return Err(ToolchainError::Differs {
+            path: compiler.to_owned(),
+            ours,
+            theirs: *want,
+        });
+    }
+    let mut programs = vec![driver];
+    for sub in SUB_PROGRAMS {
+        if let Some(p) = sub_program(compiler, sub) {
+            if let Resolved::File(real) = walker.resolve(&p, Path::new("/")).map_err(io)? {
+                programs.push(real);
+            }
+        }
+    }
+    let mut extra: Vec<PathBuf> = Vec::new();
+    for p in &programs {
+        extra.extend(shared_libraries(p));
+    }
+    extra.extend(DATA_FILES.iter().map(PathBuf::from));
+    for p in extra {
+        if let Resolved::Dir(d) = walker.resolve(&p, Path::new("/")).map_err(io)? {
+            add_dir_contents(&mut walker, &d).map_err(io)?;
+        }
+    }
+    let nodes = walker.into_nodes();
+    let template = dir.join(ours.to_hex());
+    let done = template.join(".complete");
+    if !done.exists() {
+        for (path, node) in &nodes {
+            if *node == Node::File {
+                let dst = template.join(path.strip_prefix("/").unwrap_or(path));
+                if let Some(parent) = dst.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                std::fs::copy(path, &dst).map_err(io)?;
+            }
+        }
+        std::fs::write(&done, b"").map_err(io)?;
+    }
+    tracing::info!(compiler, files = nodes.len(), "toolchain prepared");
+    Ok(Toolchain { template, nodes })
+}
+
+/// Adds every file below `dir` (one level of subdirectories is enough for locale data).
+fn add_dir_contents(walker: &mut PathWalker, dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if let Resolved::Dir(d) = walker.resolve(&p, Path::new("/"))? {
+            add_dir_contents(walker, &d)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the driver finds `name`: an absolute path, or a bare name looked up in the PATH
+/// the job runs with.
+fn sub_program(compiler: &str, name: &str) -> Option<PathBuf> {
+    let out = Command::new(compiler)
+        .arg(format!("-print-prog-name={name}"))
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?;
+    let s = s.trim();
+    if s.starts_with('/') {
+        return Some(PathBuf::from(s));
+    }
+    PROGRAM_PATH
+        .iter()
+        .map(|d| Path::new(d).join(s))
+        .find(|p| p.is_file())
+}
+
+/// The shared libraries `program` loads, and its interpreter, as `ldd` lists them.
+fn shared_libraries(program: &Path) -> Vec<PathBuf> {
+    let Ok(out) = Command::new("ldd").arg(program).output() else {
+        return Vec::new();
+    };
+    parse_ldd(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.trim().split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_lines() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\
+                    \tlibgone.so => not found\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+    }
+}
