@@ -51,7 +51,8 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
 
     let mut local_worker = None;
     let workers = if cfg.workers.is_empty() {
-        let (child, addr) = start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots).await?;
+        let (child, addr) =
+            start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots).await?;
         local_worker = Some(child);
         vec![addr]
     } else {
@@ -109,7 +110,9 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         }
     }
     use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 /// Starts `offload worker` on a free loopback port and waits until it listens. As a normal
@@ -146,10 +149,10 @@ async fn start_local_worker(
         .context("starting a local worker")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(s) = std::fs::read_to_string(&port_file) {
-            if let Some(addr) = s.lines().next().filter(|l| !l.is_empty()) {
-                return Ok((child, addr.to_owned()));
-            }
+        if let Ok(s) = std::fs::read_to_string(&port_file)
+            && let Some(addr) = s.lines().next().filter(|l| !l.is_empty())
+        {
+            return Ok((child, addr.to_owned()));
         }
         if Instant::now() > deadline {
             bail!("the local worker did not start within 10 s");

@@ -55,7 +55,12 @@ pub fn is_compiler_name(name: &str) -> Option<Family> {
 
 /// Finds the real compiler `name` on `path_var`, skipping `skip_dir` (the masquerade
 /// directory) and anything that resolves to `self_exe`.
-pub fn find_real(name: &OsStr, path_var: &OsStr, skip_dir: Option<&Path>, self_exe: &Path) -> Option<PathBuf> {
+pub fn find_real(
+    name: &OsStr,
+    path_var: &OsStr,
+    skip_dir: Option<&Path>,
+    self_exe: &Path,
+) -> Option<PathBuf> {
     let name_path = Path::new(name);
     if name_path.components().count() > 1 {
         return Some(name_path.to_owned());

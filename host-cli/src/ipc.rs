@@ -7,7 +7,12 @@ use serde::{Deserialize, Serialize};
 
 /// Wrapper → coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", content = "body", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    content = "body",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Request {
     /// Decide about this compile (and run it remotely if possible).
     Compile(CompileRequest),
@@ -37,7 +42,12 @@ pub struct CompileRequest {
 
 /// Coordinator → wrapper.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", content = "body", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    content = "body",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Reply {
     /// Run the compiler yourself; keep the connection open until it has exited (the slot is
     /// held while it is open).

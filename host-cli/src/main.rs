@@ -12,7 +12,11 @@ use offload_host::{build, compilers, wrapper};
 use offload_worker::jobroot::JobUser;
 
 #[derive(Parser)]
-#[command(name = "offload", version, about = "Run C/C++ builds with their compiles on idle cores of the LAN")]
+#[command(
+    name = "offload",
+    version,
+    about = "Run C/C++ builds with their compiles on idle cores of the LAN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,7 +95,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -134,7 +139,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let in_userns = std::fs::read_to_string("/proc/self/uid_map")
                 .map(|m| !m.split_whitespace().eq(["0", "0", "4294967295"]))
                 .unwrap_or(false);
-            let job_user = job_user.or((root && !in_userns).then_some(JobUser { uid: 65534, gid: 65534 }));
+            let job_user = job_user.or((root && !in_userns).then_some(JobUser {
+                uid: 65534,
+                gid: 65534,
+            }));
             let config = offload_worker::Config {
                 slots: slots.unwrap_or_else(|| cpus() as u32).max(1),
                 work_dir,

@@ -90,7 +90,10 @@ fn exec_local(real: &Path, args: &[OsString], slot: Option<&UnixStream>) -> anyh
             libc::fcntl(s.as_raw_fd(), libc::F_SETFD, 0);
         }
     }
-    let err = std::process::Command::new(real).arg0(real).args(args).exec();
+    let err = std::process::Command::new(real)
+        .arg0(real)
+        .args(args)
+        .exec();
     anyhow::anyhow!("cannot run {}: {err}", real.display())
 }
 

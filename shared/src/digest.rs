@@ -49,7 +49,8 @@ impl Serialize for Digest {
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("a digest is 64 hex characters"))
+        Digest::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("a digest is 64 hex characters"))
     }
 }
 

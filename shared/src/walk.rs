@@ -71,7 +71,14 @@ impl PathWalker {
             Ok(m) if m.file_type().is_symlink() => Some(Node::Symlink(std::fs::read_link(path)?)),
             Ok(m) if m.is_dir() => Some(Node::Dir),
             Ok(_) => Some(Node::File),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                None
+            }
             Err(e) => return Err(e),
         };
         self.cache.insert(path.to_owned(), node.clone());
@@ -173,16 +180,23 @@ mod tests {
             Resolved::File(root.join("real/top.h"))
         );
         assert_eq!(
-            w.resolve(&root.join("other/top.h"), Path::new("/")).unwrap(),
+            w.resolve(&root.join("other/top.h"), Path::new("/"))
+                .unwrap(),
             Resolved::File(root.join("real/top.h"))
         );
         assert_eq!(
             w.resolve(Path::new("link/a.h/x"), &root).unwrap(),
             Resolved::Missing
         );
-        assert_eq!(w.resolve(Path::new("nope.h"), &root).unwrap(), Resolved::Missing);
+        assert_eq!(
+            w.resolve(Path::new("nope.h"), &root).unwrap(),
+            Resolved::Missing
+        );
         let nodes = w.nodes();
-        assert_eq!(nodes.get(&root.join("link")), Some(&Node::Symlink("real/inc".into())));
+        assert_eq!(
+            nodes.get(&root.join("link")),
+            Some(&Node::Symlink("real/inc".into()))
+        );
         assert_eq!(
             nodes.get(&root.join("other/top.h")),
             Some(&Node::Symlink("../real/top.h".into()))

@@ -126,7 +126,8 @@ impl JobRoot {
         std::fs::create_dir(root).map_err(err(root))?;
         let tmp = root.join("tmp");
         std::fs::create_dir(&tmp).map_err(err(&tmp))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(err(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+            .map_err(err(&tmp))?;
         let mut writable = Vec::new();
         let mut inputs = HashSet::new();
         for (path, p) in plan {
@@ -135,7 +136,8 @@ impl JobRoot {
                 std::fs::create_dir_all(&dst).map_err(err(&dst))?;
                 if w {
                     if let Some(u) = user {
-                        std::os::unix::fs::chown(&dst, Some(u.uid), Some(u.gid)).map_err(err(&dst))?;
+                        std::os::unix::fs::chown(&dst, Some(u.uid), Some(u.gid))
+                            .map_err(err(&dst))?;
                     }
                     writable.push(dst);
                 }

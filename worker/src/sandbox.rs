@@ -86,13 +86,12 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, RunError> {
             {
                 return Err(std::io::Error::last_os_error());
             }
-            if let Some(u) = user {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if let Some(u) = user
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(u.gid) != 0
-                    || libc::setuid(u.uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(u.uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

@@ -69,7 +69,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// Per-job roots need `chroot`.
-    #[error("the worker must run as root (or as root in its container) to give each job its own root")]
+    #[error(
+        "the worker must run as root (or as root in its container) to give each job its own root"
+    )]
     NotRoot,
 }
 
@@ -154,7 +156,9 @@ impl Worker {
                     ),
                     _ => "expected hello".to_owned(),
                 };
-                let reply = Message::Error(ProtocolError { message: message.clone() });
+                let reply = Message::Error(ProtocolError {
+                    message: message.clone(),
+                });
                 write_frame(&mut w, &reply, &[], lim).await?;
                 return Err(FrameError::Malformed(message));
             }
@@ -171,8 +175,15 @@ impl Worker {
             };
             let Message::Job(job) = msg else {
                 let message = "expected a job".to_owned();
-                write_frame(&mut w, &Message::Error(ProtocolError { message: message.clone() }), &[], lim)
-                    .await?;
+                write_frame(
+                    &mut w,
+                    &Message::Error(ProtocolError {
+                        message: message.clone(),
+                    }),
+                    &[],
+                    lim,
+                )
+                .await?;
                 return Err(FrameError::Malformed(message));
             };
             self.job(*job, &mut r, &mut w).await?;
@@ -194,10 +205,11 @@ impl Worker {
         let mut seen = HashSet::new();
         let mut missing: Vec<Digest> = Vec::new();
         for e in &job.tree {
-            if let EntryKind::File { digest, .. } = &e.kind {
-                if seen.insert(*digest) && !self.store.has(digest) {
-                    missing.push(*digest);
-                }
+            if let EntryKind::File { digest, .. } = &e.kind
+                && seen.insert(*digest)
+                && !self.store.has(digest)
+            {
+                missing.push(*digest);
             }
         }
         let need = Message::NeedBlobs(NeedBlobs {
@@ -213,8 +225,13 @@ impl Worker {
                 return Err(FrameError::Malformed("expected blobs".into()));
             };
             let asked: HashSet<&Digest> = missing.iter().collect();
-            if b.job_id != id || b.blobs.len() != missing.len() || !b.blobs.iter().all(|(d, _)| asked.contains(d)) {
-                return Err(FrameError::Malformed("blobs do not match the request".into()));
+            if b.job_id != id
+                || b.blobs.len() != missing.len()
+                || !b.blobs.iter().all(|(d, _)| asked.contains(d))
+            {
+                return Err(FrameError::Malformed(
+                    "blobs do not match the request".into(),
+                ));
             }
             let sizes: Vec<u64> = b.blobs.iter().map(|(_, s)| *s).collect();
             let parts = match payload::unpack(&bytes, &sizes, MAX_JOB_BYTES) {
@@ -257,7 +274,8 @@ impl Worker {
         let root = match root {
             Ok(r) => r,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(self.config.work_dir.join("jobs").join(n.to_string()));
+                let _ =
+                    std::fs::remove_dir_all(self.config.work_dir.join("jobs").join(n.to_string()));
                 return Err(e);
             }
         };
@@ -293,7 +311,8 @@ impl Worker {
             let mut files = Vec::new();
             let mut total = 0u64;
             for (host_path, path) in root.outputs().map_err(|e| e.to_string())? {
-                let bytes = std::fs::read(&path).map_err(|e| format!("reading output {host_path}: {e}"))?;
+                let bytes =
+                    std::fs::read(&path).map_err(|e| format!("reading output {host_path}: {e}"))?;
                 total += bytes.len() as u64;
                 if total > MAX_JOB_BYTES {
                     return Err("outputs exceed the size limit".into());

@@ -74,8 +74,9 @@ const DATA_FILES: &[&str] = &[
     "/usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache",
 ];
 
-/// Sub-programs a driver runs for `-c`, asked of the driver with `-print-prog-name`.
-const SUB_PROGRAMS: &[&str] = &["cc1", "cc1plus", "as"];
+/// Sub-programs a driver runs for `-c` (objcopy splits `-gsplit-dwarf` objects), asked of
+/// the driver with `-print-prog-name`.
+const SUB_PROGRAMS: &[&str] = &["cc1", "cc1plus", "as", "objcopy"];
 
 /// Directories searched for a sub-program the driver names without a path.
 const PROGRAM_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
@@ -112,7 +113,10 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
         source,
     };
     let mut walker = PathWalker::new();
-    let driver = match walker.resolve(Path::new(compiler), Path::new("/")).map_err(io)? {
+    let driver = match walker
+        .resolve(Path::new(compiler), Path::new("/"))
+        .map_err(io)?
+    {
         Resolved::File(p) => p,
         _ => return Err(ToolchainError::Missing(compiler.to_owned())),
     };
@@ -126,10 +130,10 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
     }
     let mut programs = vec![driver];
     for sub in SUB_PROGRAMS {
-        if let Some(p) = sub_program(compiler, sub) {
-            if let Resolved::File(real) = walker.resolve(&p, Path::new("/")).map_err(io)? {
-                programs.push(real);
-            }
+        if let Some(p) = sub_program(compiler, sub)
+            && let Resolved::File(real) = walker.resolve(&p, Path::new("/")).map_err(io)?
+        {
+            programs.push(real);
         }
     }
     let mut extra: Vec<PathBuf> = Vec::new();
@@ -203,7 +207,7 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
         .filter_map(|l| {
             let l = l.trim();
             let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.trim().split_whitespace().next()?,
+                Some((_, rest)) => rest.split_whitespace().next()?,
                 None => l.split_whitespace().next()?,
             };
             path.starts_with('/').then(|| PathBuf::from(path))

@@ -32,7 +32,8 @@ pub struct HasInclude {
 pub fn scan(bytes: &[u8]) -> ContentFlags {
     let mut f = ContentFlags {
         timestamp: memmem::find(bytes, b"__TIMESTAMP__").is_some(),
-        date_time: memmem::find(bytes, b"__DATE__").is_some() || memmem::find(bytes, b"__TIME__").is_some(),
+        date_time: memmem::find(bytes, b"__DATE__").is_some()
+            || memmem::find(bytes, b"__TIME__").is_some(),
         incbin: memmem::find(bytes, b"incbin").is_some(),
         ..ContentFlags::default()
     };
@@ -91,8 +92,14 @@ mod tests {
         assert_eq!(
             f.has_include,
             vec![
-                HasInclude { name: "pstl/pstl_config.h".into(), quoted: false },
-                HasInclude { name: "x.h".into(), quoted: true },
+                HasInclude {
+                    name: "pstl/pstl_config.h".into(),
+                    quoted: false
+                },
+                HasInclude {
+                    name: "x.h".into(),
+                    quoted: true
+                },
             ]
         );
         assert!(!f.has_include_computed && !f.timestamp && !f.date_time && !f.incbin);

@@ -44,7 +44,13 @@ const TABLE: &[(&str, bool, Rule)] = &[
 pub fn rule(name: &str) -> Option<Rule> {
     TABLE
         .iter()
-        .find(|(n, prefix, _)| if *prefix { name.starts_with(n) } else { name == *n })
+        .find(|(n, prefix, _)| {
+            if *prefix {
+                name.starts_with(n)
+            } else {
+                name == *n
+            }
+        })
         .map(|(_, _, r)| *r)
 }
 
@@ -60,7 +66,9 @@ pub fn locale_for_worker(value: &str, host_has: &dyn Fn(&str) -> bool) -> Option
         "C" => Some("C"),
         "POSIX" => Some("POSIX"),
         "C.UTF-8" | "C.utf8" => Some("C.UTF-8"),
-        v if v.starts_with("en_") && (v.ends_with(".UTF-8") || v.ends_with(".utf8")) => Some("C.UTF-8"),
+        v if v.starts_with("en_") && (v.ends_with(".UTF-8") || v.ends_with(".utf8")) => {
+            Some("C.UTF-8")
+        }
         _ => None,
     }
 }
@@ -99,15 +107,21 @@ mod tests {
     #[test]
     fn env_cases() {
         let e = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         let all = |_: &str| true;
-        let ok = remote_env(&e(&[
-            ("HOME", "/root"),
-            ("LC_ALL", "en_US.UTF-8"),
-            ("SOURCE_DATE_EPOCH", "1"),
-            ("CPATH", "/x"),
-        ]), &all)
+        let ok = remote_env(
+            &e(&[
+                ("HOME", "/root"),
+                ("LC_ALL", "en_US.UTF-8"),
+                ("SOURCE_DATE_EPOCH", "1"),
+                ("CPATH", "/x"),
+            ]),
+            &all,
+        )
         .unwrap();
         assert_eq!(
             ok,
@@ -118,8 +132,16 @@ mod tests {
                 ("SOURCE_DATE_EPOCH", "1"),
             ])
         );
-        assert!(remote_env(&e(&[("LANG", "de_DE.UTF-8")]), &all).unwrap_err().contains("locale"));
-        assert!(remote_env(&e(&[("GCC_EXEC_PREFIX", "/x")]), &all).unwrap_err().contains("GCC_EXEC_PREFIX"));
+        assert!(
+            remote_env(&e(&[("LANG", "de_DE.UTF-8")]), &all)
+                .unwrap_err()
+                .contains("locale")
+        );
+        assert!(
+            remote_env(&e(&[("GCC_EXEC_PREFIX", "/x")]), &all)
+                .unwrap_err()
+                .contains("GCC_EXEC_PREFIX")
+        );
         assert!(remote_env(&e(&[("LD_PRELOAD", "x.so")]), &all).is_err());
         let none = |_: &str| false;
         assert_eq!(

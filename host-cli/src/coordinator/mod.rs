@@ -64,7 +64,12 @@ impl Coordinator {
             let n = sched.add_worker(1, config.queue_per_worker);
             match w.hello().await {
                 Ok(welcome) => {
-                    tracing::info!(worker = addr, slots = welcome.slots, name = welcome.worker, "worker ready");
+                    tracing::info!(
+                        worker = addr,
+                        slots = welcome.slots,
+                        name = welcome.worker,
+                        "worker ready"
+                    );
                     sched.set_slots(n, welcome.slots as usize);
                 }
                 Err(e) => {
@@ -158,7 +163,15 @@ impl Coordinator {
             return self.run_local(grant, "no worker slot free", r, w).await;
         };
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let prepared = prepare::prepare(&req, &compile, &rsp_files, &self.caches, job_id, self.config.timeout_secs).await;
+        let prepared = prepare::prepare(
+            &req,
+            &compile,
+            &rsp_files,
+            &self.caches,
+            job_id,
+            self.config.timeout_secs,
+        )
+        .await;
         let prepared = match prepared {
             Ok(p) => p,
             Err(reason) => {
@@ -170,7 +183,9 @@ impl Coordinator {
             }
         };
         let worker = &self.workers[n];
+        tracing::debug!(job_id, source = %compile.source.display(), "sent to {}", worker.addr);
         let result = worker.run(&prepared).await;
+        tracing::debug!(job_id, "remote result");
         self.sched.release(grant);
         let res = match result {
             Ok(res) => {
@@ -187,9 +202,15 @@ impl Coordinator {
                 return self.run_local(g, "remote failure", r, w).await;
             }
         };
-        if res.done.status != ExitStatus::Code(0) && outputs::looks_like_infrastructure(&res.stderr) {
-            tracing::debug!(job_id, "remote compile failed like an infrastructure problem; compiling locally");
-            self.stats.fell_back_because("remote compile failed with a missing-file or crash message");
+        if res.done.status != ExitStatus::Code(0) && outputs::looks_like_infrastructure(&res.stderr)
+        {
+            tracing::debug!(
+                job_id,
+                stderr = %String::from_utf8_lossy(&res.stderr),
+                "remote compile failed like an infrastructure problem; compiling locally"
+            );
+            self.stats
+                .fell_back_because("remote compile failed with a missing-file or crash message");
             let g = self.sched.acquire(false).await;
             return self.run_local(g, "remote failure", r, w).await;
         }
@@ -225,14 +246,25 @@ impl Coordinator {
 
     /// Tells the wrapper to compile itself and holds `grant` until it has finished (its
     /// connection closes when the compiler exits).
-    async fn run_local(&self, grant: Grant, reason: &str, mut r: OwnedReadHalf, mut w: OwnedWriteHalf) {
+    async fn run_local(
+        &self,
+        grant: Grant,
+        reason: &str,
+        mut r: OwnedReadHalf,
+        mut w: OwnedWriteHalf,
+    ) {
         let reply = Reply::RunLocal {
             reason: reason.to_owned(),
         };
-        if write_frame(&mut w, &reply, &[], Limits::DEFAULT).await.is_ok() {
+        tracing::debug!(reason, "local compile starts");
+        if write_frame(&mut w, &reply, &[], Limits::DEFAULT)
+            .await
+            .is_ok()
+        {
             let mut sink = [0u8; 64];
             while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
         }
+        tracing::debug!("local compile ends");
         self.sched.release(grant);
     }
 }
@@ -245,6 +277,7 @@ fn expand(req: &CompileRequest) -> Result<(Vec<OsString>, Vec<PathBuf>), String>
     }
     let cwd = PathBuf::from(&req.cwd);
     let mut read = |p: &Path| std::fs::read(cwd.join(p));
-    let (args, files) = classify::expand_response_files(&args, &mut read).map_err(|e| e.to_string())?;
+    let (args, files) =
+        classify::expand_response_files(&args, &mut read).map_err(|e| e.to_string())?;
     Ok((args, files.into_iter().map(|f| cwd.join(f)).collect()))
 }

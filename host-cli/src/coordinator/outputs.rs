@@ -22,7 +22,9 @@ pub fn write(
             && p.parent().is_some_and(|d| writable.contains(d))
             && !inputs.contains(p);
         if !ok {
-            return Err(format!("the worker returned an output at a forbidden path: {path}"));
+            return Err(format!(
+                "the worker returned an output at a forbidden path: {path}"
+            ));
         }
     }
     for (path, bytes) in outputs {
@@ -62,7 +64,9 @@ pub fn looks_like_infrastructure(stderr: &[u8]) -> bool {
         b"Cannot allocate memory",
         b"out of memory",
     ];
-    MARKERS.iter().any(|m| memchr::memmem::find(stderr, m).is_some())
+    MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(stderr, m).is_some())
 }
 
 #[cfg(test)]
@@ -78,7 +82,10 @@ mod tests {
         let ok = vec![(format!("{}/a.o", dir.display()), b"obj".to_vec())];
         write(&ok, &writable, &inputs, 0o022).unwrap();
         assert_eq!(std::fs::read(dir.join("a.o")).unwrap(), b"obj");
-        let mode = std::fs::metadata(dir.join("a.o")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("a.o"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o644);
         for bad in [
             "/etc/passwd".to_string(),
@@ -94,8 +101,14 @@ mod tests {
 
     #[test]
     fn infrastructure_markers() {
-        assert!(looks_like_infrastructure(b"a.c:1:10: fatal error: x.h: No such file or directory"));
-        assert!(looks_like_infrastructure(b"gcc: internal compiler error: Killed signal terminated program cc1"));
-        assert!(!looks_like_infrastructure(b"a.c:1:9: error: expected expression before ';' token"));
+        assert!(looks_like_infrastructure(
+            b"a.c:1:10: fatal error: x.h: No such file or directory"
+        ));
+        assert!(looks_like_infrastructure(
+            b"gcc: internal compiler error: Killed signal terminated program cc1"
+        ));
+        assert!(!looks_like_infrastructure(
+            b"a.c:1:9: error: expected expression before ';' token"
+        ));
     }
 }

@@ -40,11 +40,14 @@ struct FileInfo {
     flags: Arc<ContentFlags>,
 }
 
+/// Built-in include directories by (compiler, C++?).
+type BuiltinDirs = HashMap<(String, bool), Arc<Vec<PathBuf>>>;
+
 /// Caches shared by every job of a build.
 #[derive(Debug, Default)]
 pub struct Caches {
     files: Mutex<HashMap<PathBuf, FileInfo>>,
-    builtins: Mutex<HashMap<(String, bool), Arc<Vec<PathBuf>>>>,
+    builtins: Mutex<BuiltinDirs>,
     compilers: Mutex<HashMap<String, CompilerRef>>,
 }
 
@@ -55,11 +58,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Caches {
     fn file(&self, path: &Path) -> std::io::Result<FileInfo> {
         let meta = std::fs::metadata(path)?;
-        let key = (meta.mtime(), meta.mtime_nsec(), meta.size(), meta.ino(), meta.dev());
-        if let Some(info) = lock(&self.files).get(path) {
-            if info.key == key {
-                return Ok(info.clone());
-            }
+        let key = (
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.size(),
+            meta.ino(),
+            meta.dev(),
+        );
+        if let Some(info) = lock(&self.files).get(path)
+            && info.key == key
+        {
+            return Ok(info.clone());
         }
         let bytes = std::fs::read(path)?;
         let info = FileInfo {
@@ -89,7 +98,10 @@ impl Caches {
         let c = CompilerRef {
             path: path.to_owned(),
             digest: Digest::of(&bytes),
-            version: String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" "),
+            version: String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         lock(&self.compilers).insert(path.to_owned(), c.clone());
         Ok(c)
@@ -174,7 +186,9 @@ pub async fn prepare(
             job: JobRequest {
                 job_id,
                 compiler,
-                argv: std::iter::once(req.compiler.clone()).chain(req.args.iter().cloned()).collect(),
+                argv: std::iter::once(req.compiler.clone())
+                    .chain(req.args.iter().cloned())
+                    .collect(),
                 cwd: req.cwd.clone(),
                 env,
                 tree: t.tree,
@@ -209,17 +223,24 @@ fn build_tree(
     let cwd = PathBuf::from(&req.cwd);
     let mut w = PathWalker::new();
     let mut writable = HashSet::new();
-    match w.resolve(&cwd, Path::new("/")).map_err(|e| io("cwd", &cwd, e))? {
+    match w
+        .resolve(&cwd, Path::new("/"))
+        .map_err(|e| io("cwd", &cwd, e))?
+    {
         Resolved::Dir(d) => {
             writable.insert(d);
         }
         _ => return Err("the working directory is not a directory".into()),
     }
     if let Some(pwd) = env_get(&req.env, "PWD") {
-        w.resolve(Path::new(pwd), &cwd).map_err(|e| io("PWD", Path::new(pwd), e))?;
+        w.resolve(Path::new(pwd), &cwd)
+            .map_err(|e| io("PWD", Path::new(pwd), e))?;
     }
     for d in &compile.output_dirs {
-        match w.resolve(d, &cwd).map_err(|e| io("output directory", d, e))? {
+        match w
+            .resolve(d, &cwd)
+            .map_err(|e| io("output directory", d, e))?
+        {
             Resolved::Dir(real) => {
                 writable.insert(real);
             }
@@ -229,24 +250,40 @@ fn build_tree(
 
     // Every directory the preprocessor may search, so that the worker sees the same
     // directories exist (and `__has_include` probes find the same files).
-    let mut search: Vec<PathBuf> = compile.include_dirs.iter().map(|(_, d)| cwd.join(d)).collect();
-    let path_vars: &[&str] = if matches!(compile.language, Language::Cxx | Language::PreprocessedCxx) {
-        &["CPATH", "CPLUS_INCLUDE_PATH"]
-    } else {
-        &["CPATH", "C_INCLUDE_PATH"]
-    };
+    let mut search: Vec<PathBuf> = compile
+        .include_dirs
+        .iter()
+        .map(|(_, d)| cwd.join(d))
+        .collect();
+    let path_vars: &[&str] =
+        if matches!(compile.language, Language::Cxx | Language::PreprocessedCxx) {
+            &["CPATH", "CPLUS_INCLUDE_PATH"]
+        } else {
+            &["CPATH", "C_INCLUDE_PATH"]
+        };
     for var in path_vars {
         if let Some(v) = env_get(&req.env, var) {
-            search.extend(v.split(':').map(|d| if d.is_empty() { cwd.clone() } else { cwd.join(d) }));
+            search.extend(v.split(':').map(|d| {
+                if d.is_empty() {
+                    cwd.clone()
+                } else {
+                    cwd.join(d)
+                }
+            }));
         }
     }
     search.extend(builtins.iter().cloned());
     for d in &search {
-        w.resolve(d, &cwd).map_err(|e| io("include directory", d, e))?;
+        w.resolve(d, &cwd)
+            .map_err(|e| io("include directory", d, e))?;
     }
 
     let mut inputs = HashSet::new();
-    for dep in deps.iter().map(PathBuf::from).chain(rsp_files.iter().cloned()) {
+    for dep in deps
+        .iter()
+        .map(PathBuf::from)
+        .chain(rsp_files.iter().cloned())
+    {
         match w.resolve(&dep, &cwd).map_err(|e| io("input", &dep, e))? {
             Resolved::File(real) => {
                 inputs.insert(real);
@@ -268,9 +305,16 @@ fn build_tree(
             return Err(format!("{} uses __TIMESTAMP__", real.display()));
         }
         if f.date_time && !sde {
-            return Err(format!("{} uses __DATE__/__TIME__ without SOURCE_DATE_EPOCH", real.display()));
+            return Err(format!(
+                "{} uses __DATE__/__TIME__ without SOURCE_DATE_EPOCH",
+                real.display()
+            ));
         }
-        if f.incbin || (asm && memchr::memmem::find(&std::fs::read(real).unwrap_or_default(), b".include").is_some()) {
+        if f.incbin
+            || (asm
+                && memchr::memmem::find(&std::fs::read(real).unwrap_or_default(), b".include")
+                    .is_some())
+        {
             return Err(format!("{} makes the assembler read files", real.display()));
         }
         if f.has_include_computed {
@@ -290,16 +334,20 @@ fn build_tree(
         probes.dedup();
         for (name, _) in &probes {
             for d in &dirs {
-                w.resolve(&d.join(name), &cwd).map_err(|e| io("probe", d, e))?;
+                w.resolve(&d.join(name), &cwd)
+                    .map_err(|e| io("probe", d, e))?;
             }
         }
     }
 
     // An output that is also an input would be written into the worker's store.
-    if let Ok(real) = std::fs::canonicalize(cwd.join(&compile.output)) {
-        if inputs.contains(&real) {
-            return Err(format!("output {} is also an input", compile.output.display()));
-        }
+    if let Ok(real) = std::fs::canonicalize(cwd.join(&compile.output))
+        && inputs.contains(&real)
+    {
+        return Err(format!(
+            "output {} is also an input",
+            compile.output.display()
+        ));
     }
 
     let mut tree = Vec::with_capacity(w.nodes().len());

@@ -125,7 +125,10 @@ impl Worker {
     /// Opens a connection and shakes hands.
     pub async fn hello(&self) -> Result<Welcome, RemoteError> {
         let (conn, welcome) = self.connect().await?;
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
         Ok(welcome)
     }
 
@@ -176,7 +179,10 @@ impl Worker {
             .await
             .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
         if result.is_ok() || matches!(result, Err(RemoteError::Rejected { .. })) {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
         result
     }
@@ -193,10 +199,12 @@ impl Worker {
             why: why.to_owned(),
         };
         loop {
-            let Some((msg, bytes)) = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)? else {
+            let Some((msg, bytes)) = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)?
+            else {
                 return Err(fe(FrameError::Truncated));
             };
-            self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.received
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             match msg {
                 Message::NeedBlobs(n) if n.job_id == id => {
                     if n.digests.is_empty() {
@@ -204,11 +212,17 @@ impl Worker {
                     }
                     let mut datas = Vec::with_capacity(n.digests.len());
                     for d in &n.digests {
-                        let path = job.blobs.get(d).ok_or_else(|| invalid("asked for an unknown blob"))?;
-                        let bytes = tokio::fs::read(path).await.map_err(|e| RemoteError::Invalid {
-                            addr: self.addr.clone(),
-                            why: format!("cannot read {}: {e}", path.display()),
-                        })?;
+                        let path = job
+                            .blobs
+                            .get(d)
+                            .ok_or_else(|| invalid("asked for an unknown blob"))?;
+                        let bytes =
+                            tokio::fs::read(path)
+                                .await
+                                .map_err(|e| RemoteError::Invalid {
+                                    addr: self.addr.clone(),
+                                    why: format!("cannot read {}: {e}", path.display()),
+                                })?;
                         datas.push((*d, bytes));
                     }
                     let body = payload::pack(datas.iter().map(|(_, b)| &b[..]));

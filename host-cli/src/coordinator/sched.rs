@@ -99,21 +99,17 @@ impl Scheduler {
     fn try_acquire(&self, remote_ok: bool) -> Option<Grant> {
         let mut s = self.lock();
         let now = Instant::now();
-        if remote_ok {
-            if let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots) {
-                s.workers[n].in_flight += 1;
-                return Some(Grant::Remote(n));
-            }
+        if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots) {
+            s.workers[n].in_flight += 1;
+            return Some(Grant::Remote(n));
         }
         if s.local_free > 0 {
             s.local_free -= 1;
             return Some(Grant::Local);
         }
-        if remote_ok {
-            if let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots + w.queue) {
-                s.workers[n].in_flight += 1;
-                return Some(Grant::Remote(n));
-            }
+        if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots + w.queue) {
+            s.workers[n].in_flight += 1;
+            return Some(Grant::Remote(n));
         }
         None
     }

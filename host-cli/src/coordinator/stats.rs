@@ -31,8 +31,15 @@ impl Stats {
     }
 
     fn note(&self, reason: &str) {
-        // Group reasons by their first words, so paths do not make every reason unique.
-        let key: String = reason.split(':').next().unwrap_or(reason).chars().take(80).collect();
+        // Paths would make every reason unique: group without them.
+        let key: String = reason
+            .split(' ')
+            .map(|w| if w.starts_with('/') { "…" } else { w })
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(100)
+            .collect();
         *self
             .reasons
             .lock()
@@ -77,7 +84,11 @@ fn human(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]
@@ -90,10 +101,12 @@ mod tests {
         s.remote.store(20, Ordering::Relaxed);
         s.local_because("linking");
         s.fell_back_because("worker w: connection closed");
+        s.local_because("/a/b.c uses __TIMESTAMP__");
+        s.local_because("/c/d.c uses __TIMESTAMP__");
+        assert_eq!(s.reasons()[0], ("… uses __TIMESTAMP__".to_string(), 2));
         assert_eq!(
             s.summary(1536, 10, Duration::from_millis(4200)),
-            "offload: 22 compiler calls: 20 remote, 1 local, 1 fell back; sent 1.5 KiB, received 10 B; 4.2 s"
+            "offload: 24 compiler calls: 20 remote, 3 local, 1 fell back; sent 1.5 KiB, received 10 B; 4.2 s"
         );
-        assert_eq!(s.reasons()[0].1, 1);
     }
 }

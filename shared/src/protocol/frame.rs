@@ -144,7 +144,9 @@ where
     r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
     let msg = decode(&header)?;
     let mut payload = vec![0u8; plen];
-    r.read_exact(&mut payload).await.map_err(eof_is_truncation)?;
+    r.read_exact(&mut payload)
+        .await
+        .map_err(eof_is_truncation)?;
     Ok(Some((msg, payload)))
 }
 
@@ -216,7 +218,12 @@ mod tests {
         let (m, p): (Message, _) = read_frame(&mut r, SMALL).await.unwrap().unwrap();
         assert_eq!(m, hello());
         assert_eq!(p, b"payload");
-        assert!(read_frame::<_, Message>(&mut r, SMALL).await.unwrap().is_none());
+        assert!(
+            read_frame::<_, Message>(&mut r, SMALL)
+                .await
+                .unwrap()
+                .is_none()
+        );
         let mut r = &buf[..];
         let (m, _): (Message, _) = read_frame_blocking(&mut r, SMALL).unwrap().unwrap();
         assert_eq!(m, hello());
@@ -246,8 +253,16 @@ mod tests {
             ("empty header", zero, "empty header"),
             ("not json", garbage, "malformed"),
             ("unknown field", unknown, "unknown field"),
-            ("truncated prefix", good[..5].to_vec(), "closed in the middle"),
-            ("truncated body", good[..good.len() - 1].to_vec(), "closed in the middle"),
+            (
+                "truncated prefix",
+                good[..5].to_vec(),
+                "closed in the middle",
+            ),
+            (
+                "truncated body",
+                good[..good.len() - 1].to_vec(),
+                "closed in the middle",
+            ),
         ];
         for (name, bytes, want) in cases {
             let err = read_frame::<_, Message>(&mut &bytes[..], SMALL)
@@ -265,6 +280,12 @@ mod tests {
     #[test]
     fn oversized_writes_are_refused() {
         let err = encode(&hello(), &[0u8; 2048], SMALL).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { what: "payload", .. }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                what: "payload",
+                ..
+            }
+        ));
     }
 }

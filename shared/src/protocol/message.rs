@@ -178,7 +178,10 @@ mod tests {
             digests: vec![],
         });
         let s = serde_json::to_string(&m).unwrap();
-        assert_eq!(s, r#"{"type":"need_blobs","body":{"job_id":7,"digests":[]}}"#);
+        assert_eq!(
+            s,
+            r#"{"type":"need_blobs","body":{"job_id":7,"digests":[]}}"#
+        );
         assert_eq!(serde_json::from_str::<Message>(&s).unwrap(), m);
         for bad in [
             r#"{"type":"need_blobs","body":{"job_id":7,"digests":[],"x":1}}"#,

@@ -40,7 +40,10 @@ pub fn pack<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// Decompresses `payload` and splits it at `sizes`; refuses more than `max_total` bytes.
 pub fn unpack(payload: &[u8], sizes: &[u64], max_total: u64) -> Result<Vec<Vec<u8>>, PayloadError> {
-    let want: u64 = sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s)).unwrap_or(u64::MAX);
+    let want: u64 = sizes
+        .iter()
+        .try_fold(0u64, |a, &s| a.checked_add(s))
+        .unwrap_or(u64::MAX);
     if want > max_total {
         return Err(PayloadError::TooLarge(want));
     }
@@ -90,8 +93,14 @@ mod tests {
             unpack(&p, &[5, 0, 7], 1 << 20),
             Err(PayloadError::SizeMismatch { want: 12, got: 11 })
         ));
-        assert!(matches!(unpack(&p, &[5, 0, 6], 4), Err(PayloadError::TooLarge(11))));
-        assert!(matches!(unpack(b"not zstd", &[3], 100), Err(PayloadError::Corrupt(_))));
+        assert!(matches!(
+            unpack(&p, &[5, 0, 6], 4),
+            Err(PayloadError::TooLarge(11))
+        ));
+        assert!(matches!(
+            unpack(b"not zstd", &[3], 100),
+            Err(PayloadError::Corrupt(_))
+        ));
         assert!(unpack(&pack([]), &[], 0).unwrap().is_empty());
     }
 }
