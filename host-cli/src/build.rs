@@ -26,6 +26,8 @@ pub struct BuildConfig {
     pub local_slots: usize,
     /// Slots of the local worker started when no worker is given.
     pub local_worker_slots: usize,
+    /// Niceness added to local compiles (0: none).
+    pub local_nice: i32,
     /// Print why compiles ran locally.
     pub verbose: bool,
     /// The command.
@@ -64,6 +66,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             local_slots: cfg.local_slots,
             queue_per_worker: 1,
             timeout_secs: 600,
+            local_nice: cfg.local_nice,
         },
         &workers,
     )

@@ -54,6 +54,9 @@ pub enum Reply {
     RunLocal {
         /// Why, for logs.
         reason: String,
+        /// Niceness to add before running: local compiles yield the CPU to the work that
+        /// keeps the workers busy (dependency scans, the build tool).
+        nice: i32,
     },
     /// The compile ran remotely; its output files are written. The payload is stdout then
     /// stderr.

@@ -32,6 +32,9 @@ enum Command {
         /// Compiles to run on this host at once [default: the CPUs this process may use].
         #[arg(short = 'j', long = "jobs")]
         jobs: Option<usize>,
+        /// Niceness added to local compiles, so that preparing remote jobs comes first.
+        #[arg(long, default_value_t = 10)]
+        local_nice: i32,
         /// List why compiles ran locally.
         #[arg(short, long)]
         verbose: bool,
@@ -118,9 +121,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Build {
             workers,
             jobs,
+            local_nice,
             verbose,
             command,
         } => rt.block_on(build::run(build::BuildConfig {
+            local_nice,
             workers,
             local_slots: jobs.unwrap_or_else(cpus),
             local_worker_slots: cpus(),

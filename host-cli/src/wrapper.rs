@@ -75,7 +75,15 @@ fn wrap(compiler: &OsStr, args: Vec<OsString>) -> anyhow::Result<i32> {
             let _ = std::io::stderr().write_all(err);
             Ok(exit_code(status))
         }
-        Ok(Some((Reply::RunLocal { .. }, _))) => Err(exec_local(&real, &args, Some(&stream))),
+        Ok(Some((Reply::RunLocal { nice, .. }, _))) => {
+            if nice > 0 {
+                // SAFETY: plain syscall; failure (e.g. a limit) leaves the priority as it was.
+                unsafe {
+                    libc::nice(nice.min(19));
+                }
+            }
+            Err(exec_local(&real, &args, Some(&stream)))
+        }
         // The coordinator is gone or confused: the build must go on.
         _ => Err(exec_local(&real, &args, None)),
     }

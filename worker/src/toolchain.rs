@@ -147,7 +147,13 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
         }
     }
     let nodes = walker.into_nodes();
-    let template = dir.join(ours.to_hex());
+    // The template is named after its contents' list, so a worker of another version (with
+    // another list) never reuses an incomplete template.
+    let listing: String = nodes
+        .iter()
+        .map(|(p, n)| format!("{}\0{n:?}\n", p.display()))
+        .collect();
+    let template = dir.join(Digest::of(format!("{ours}\n{listing}").as_bytes()).to_hex());
     let done = template.join(".complete");
     if !done.exists() {
         for (path, node) in &nodes {

@@ -39,6 +39,8 @@ pub struct Config {
     pub queue_per_worker: usize,
     /// Wall-clock limit of one remote compile.
     pub timeout_secs: u32,
+    /// Niceness added to local compiles.
+    pub local_nice: i32,
 }
 
 /// The coordinator's state.
@@ -131,7 +133,7 @@ impl Coordinator {
         let req = match req {
             Request::LocalSlot { reason } => {
                 self.stats.local_because(&reason);
-                let g = self.sched.acquire(false).await;
+                let g = self.sched.acquire(false, u64::MAX).await;
                 return self.run_local(g, &reason, r, w).await;
             }
             Request::Compile(c) => c,
@@ -140,7 +142,7 @@ impl Coordinator {
             Ok(x) => x,
             Err(reason) => {
                 self.stats.local_because(&reason);
-                let g = self.sched.acquire(false).await;
+                let g = self.sched.acquire(false, u64::MAX).await;
                 return self.run_local(g, &reason, r, w).await;
             }
         };
@@ -153,11 +155,14 @@ impl Coordinator {
             Classification::Local(reason) => {
                 let reason = reason.to_string();
                 self.stats.local_because(&reason);
-                let g = self.sched.acquire(false).await;
+                let g = self.sched.acquire(false, u64::MAX).await;
                 return self.run_local(g, &reason, r, w).await;
             }
         };
-        let grant = self.sched.acquire(true).await;
+        // The source's size estimates the compile's cost: the biggest waiting job goes first.
+        let cost =
+            std::fs::metadata(Path::new(&req.cwd).join(&compile.source)).map_or(0, |m| m.len());
+        let grant = self.sched.acquire(true, cost).await;
         let Grant::Remote(n) = grant else {
             self.stats.local_because("no worker slot free");
             return self.run_local(grant, "no worker slot free", r, w).await;
@@ -178,7 +183,7 @@ impl Coordinator {
                 self.sched.release(grant);
                 tracing::debug!(job_id, "local: {reason}");
                 self.stats.local_because(&reason);
-                let g = self.sched.acquire(false).await;
+                let g = self.sched.acquire(false, u64::MAX).await;
                 return self.run_local(g, &reason, r, w).await;
             }
         };
@@ -193,12 +198,12 @@ impl Coordinator {
                 res
             }
             Err(e) => {
-                if e.worker_is_down() {
-                    self.sched.worker_failed(n);
-                }
+                // Even a declined job pauses the worker: what made it decline (a full disk,
+                // a toolchain it cannot set up) usually holds for the next job too.
+                self.sched.worker_failed(n);
                 tracing::debug!(job_id, "falling back: {e}");
                 self.stats.fell_back_because(&e.to_string());
-                let g = self.sched.acquire(false).await;
+                let g = self.sched.acquire(false, u64::MAX).await;
                 return self.run_local(g, "remote failure", r, w).await;
             }
         };
@@ -211,7 +216,7 @@ impl Coordinator {
             );
             self.stats
                 .fell_back_because("remote compile failed with a missing-file or crash message");
-            let g = self.sched.acquire(false).await;
+            let g = self.sched.acquire(false, u64::MAX).await;
             return self.run_local(g, "remote failure", r, w).await;
         }
         let files: Vec<(String, Vec<u8>)> = res
@@ -229,7 +234,7 @@ impl Coordinator {
             tracing::warn!(job_id, "{e}");
             self.sched.worker_failed(n);
             self.stats.fell_back_because(&e);
-            let g = self.sched.acquire(false).await;
+            let g = self.sched.acquire(false, u64::MAX).await;
             return self.run_local(g, "remote failure", r, w).await;
         }
         self.stats.remote.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +260,7 @@ impl Coordinator {
     ) {
         let reply = Reply::RunLocal {
             reason: reason.to_owned(),
+            nice: self.config.local_nice,
         };
         tracing::debug!(reason, "local compile starts");
         if write_frame(&mut w, &reply, &[], Limits::DEFAULT)

@@ -55,13 +55,6 @@ pub enum RemoteError {
     },
 }
 
-impl RemoteError {
-    /// Whether the worker itself is at fault (so it should be paused), rather than the job.
-    pub fn worker_is_down(&self) -> bool {
-        !matches!(self, RemoteError::Rejected { .. })
-    }
-}
-
 /// A finished remote compile: the worker's report, stdout, stderr and the output files'
 /// bytes in the report's order.
 #[derive(Debug)]
