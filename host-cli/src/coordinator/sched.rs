@@ -185,21 +185,17 @@ fn dispatch(s: &mut State) {
 }
 
 fn try_grant(s: &mut State, remote_ok: bool, now: Instant) -> Option<Grant> {
-    if remote_ok {
-        if let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots) {
-            s.workers[n].in_flight += 1;
-            return Some(Grant::Remote(n));
-        }
+    if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots) {
+        s.workers[n].in_flight += 1;
+        return Some(Grant::Remote(n));
     }
     if s.local_free > 0 {
         s.local_free -= 1;
         return Some(Grant::Local);
     }
-    if remote_ok {
-        if let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots + w.queue) {
-            s.workers[n].in_flight += 1;
-            return Some(Grant::Remote(n));
-        }
+    if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots + w.queue) {
+        s.workers[n].in_flight += 1;
+        return Some(Grant::Remote(n));
     }
     None
 }
