@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmarks offload on this machine: one host core against one worker core.
+#
+#   bench/run.sh [RUNS]            (default 3 runs per measurement; the median is reported)
+#
+# For each real project (lua 5.4.7 and zstd 1.5.7 sources, fetched by cargo), in one run:
+#   local -j1   : taskset -c 0 make -j1                      (the baseline, 1.00x)
+#   offload     : taskset -c 0 offload build --worker W -j1 -- make -j16
+#                 with the worker pinned to core 1 (taskset -c 1 offload worker --slots 1),
+#                 in its own mount namespace with a private /tmp; "cold" is its first build
+#                 (empty store, toolchain not prepared), "warm" the median of RUNS more
+# and the per-job overhead on a trivial translation unit: 100 sequential compiles, local
+# against remote; (offload - local) / 100.
+# Results are printed as a Markdown table; docs/BENCHMARKS.md records them.
+set -euo pipefail
+RUNS=${1:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (the worker chroots each job)" >&2; exit 2; }
+command -v make >/dev/null || { apt-get update -qq && apt-get install -y -qq make >/dev/null; }
+cargo build --release -q -p offload --manifest-path "$ROOT/Cargo.toml"
+O=$ROOT/target/release/offload
+B=$(mktemp -d /tmp/offload-bench.XXXXXX)
+WPID=
+cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
+trap cleanup EXIT
+
+# --- sources, fetched by cargo (never copied into the repository) ---
+mkdir -p "$B/fetch/src"
+cat > "$B/fetch/Cargo.toml" <<'TOML'
+[package]
+name = "fetch"
+version = "0.0.0"
+edition = "2021"
+[dependencies]
+lua-src = "547"
+zstd-sys = "2"
+TOML
+echo 'fn main() {}' > "$B/fetch/src/main.rs"
+cargo fetch -q --manifest-path "$B/fetch/Cargo.toml"
+pkgdir() {
+  cargo metadata -q --format-version 1 --manifest-path "$B/fetch/Cargo.toml" |
+    python3 -c "import json,sys,os; m=json.load(sys.stdin); print([os.path.dirname(p['manifest_path']) for p in m['packages'] if p['name']==sys.argv[1]][0])" "$1"
+}
+mkdir -p "$B/lua" "$B/zstd"
+cp "$(pkgdir lua-src)"/lua-5.4.7/*.[ch] "$B/lua/"
+cp -r "$(pkgdir zstd-sys)"/zstd/lib "$B/zstd/"
+cat > "$B/lua/Makefile" <<'MK'
+CFLAGS = -O2 -DLUA_USE_LINUX
+SRCS := $(filter-out lua.c luac.c,$(wildcard *.c))
+all: $(SRCS:%.c=obj/%.o)
+obj/%.o: %.c
+	@mkdir -p obj
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+clean:
+	rm -rf obj
+MK
+cat > "$B/zstd/Makefile" <<'MK'
+CFLAGS = -O2
+SRCS := $(wildcard lib/*/*.c) lib/decompress/huf_decompress_amd64.S
+OBJS := $(patsubst lib/%,obj/%.o,$(SRCS))
+all: $(OBJS)
+obj/%.c.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+obj/%.S.o: lib/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+clean:
+	rm -rf obj
+MK
+printf 'int answer(void) { return 42; }\n' > "$B/trivial.c"
+
+PORT=17420
+start_worker() {
+  unshare -m --propagation private sh -c \
+    "mount -t tmpfs tmpfs /tmp && exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w" \
+    2>"$B/worker.log" &
+  WPID=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
+  echo "worker did not start" >&2; exit 1
+}
+stop_worker() { kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>"$B/last.err" || { cat "$B/last.err" >&2; exit 1; }; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null; }
+
+echo "| build | local -j1 (s) | offload, cold worker (s) | speed-up cold | offload, warm worker (s) | speed-up warm | remote/total |"
+echo "|---|---|---|---|---|---|---|"
+for p in lua zstd; do
+  cd "$B/$p"
+  loc=(); warm=()
+  for _ in $(seq "$RUNS"); do
+    make -s clean; loc+=("$(secs taskset -c 0 make -s -j1 CC=gcc)")
+  done
+  # cold: a fresh worker (empty store, toolchain not yet prepared); warm: the same worker again
+  make -s clean; start_worker
+  cold=$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc)
+  for _ in $(seq "$RUNS"); do
+    make -s clean
+    warm+=("$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc)")
+    summary=$(grep '^offload:' "$B/last.err" | tail -1)
+  done
+  stop_worker
+  l=$(printf '%s\n' "${loc[@]}" | median); w=$(printf '%s\n' "${warm[@]}" | median)
+  remote=$(echo "$summary" | sed -E 's/.*: ([0-9]+) compiler calls: ([0-9]+) remote.*/\2\/\1/')
+  printf '| %s | %.2f | %.2f | %.2fx | %.2f | %.2fx | %s |\n' "$p" "$l" "$cold" "$(echo "$l / $cold" | bc -l)" \
+    "$w" "$(echo "$l / $w" | bc -l)" "$remote"
+done
+
+cd "$B"
+N=100
+loop="for i in \$(seq $N); do gcc -c trivial.c -o trivial.o; done"
+start_worker
+tl=$(secs taskset -c 0 sh -c "$loop")
+to=$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- sh -c "$loop")
+grep '^offload:' "$B/last.err" | tail -1 >&2
+stop_worker
+printf '\nTrivial translation unit, %d sequential compiles: local %.1f ms/job, through offload %.1f ms/job, overhead %.1f ms/job\n' \
+  "$N" "$(echo "$tl * 1000 / $N" | bc -l)" "$(echo "$to * 1000 / $N" | bc -l)" "$(echo "($to - $tl) * 1000 / $N" | bc -l)"
