@@ -161,11 +161,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             let addr = listener.local_addr()?;
-            eprintln!("offload worker listening on {addr}");
             if let Some(p) = port_file {
+                tracing::info!("listening on {addr}");
                 let tmp = p.with_extension("tmp");
                 std::fs::write(&tmp, format!("{addr}\n"))?;
                 std::fs::rename(&tmp, &p)?;
+            } else {
+                eprintln!("offload worker listening on {addr}");
             }
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -1,1 +1,22 @@
+//! offload's end-to-end tests: one binary (`cargo test -p offload-e2e --release`, after
+//! `cargo build --release -p offload`), run as root.
+//!
+//! Every test compares a plain build with the same build through `offload build` at the same
+//! absolute path under the host's `/tmp` (see `offload_e2e::twice`), against a worker in its
+//! own network and mount namespaces, and asserts from offload's summary line that the compiles
+//! did run remotely (or locally, where that is the point).
+//!
+//! - `builds`: real third-party C (Lua, zstd, SQLite) through make, gcc/g++/clang, -O0/-O2, ±-g;
+//! - `cases`: single compiler calls, one per classifier row, diagnostics and exit statuses;
+//! - `harness`: the shared fidelity harness (`shared/fidelity/run.py`) under `offload build`;
+//! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker.
 
+mod builds;
+mod cases;
+mod faults;
+mod harness;
+
+/// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.
+fn via(worker: &offload_e2e::NetnsWorker) -> Vec<String> {
+    vec!["--worker".into(), worker.worker_arg(), "-j".into(), "1".into()]
+}

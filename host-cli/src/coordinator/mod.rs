@@ -164,8 +164,9 @@ impl Coordinator {
             std::fs::metadata(Path::new(&req.cwd).join(&compile.source)).map_or(0, |m| m.len());
         let grant = self.sched.acquire(true, cost).await;
         let Grant::Remote(n) = grant else {
-            self.stats.local_because("no worker slot free");
-            return self.run_local(grant, "no worker slot free", r, w).await;
+            const WHY: &str = "a host slot was free before a worker slot";
+            self.stats.local_because(WHY);
+            return self.run_local(grant, WHY, r, w).await;
         };
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let prepared = prepare::prepare(
