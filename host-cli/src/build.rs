@@ -107,6 +107,9 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     }
     let (sent, received) = coord.traffic();
     eprintln!("{}", coord.stats.summary(sent, received, started.elapsed()));
+    for w in coord.stats.warnings() {
+        eprintln!("offload: warning: {w}");
+    }
     if cfg.verbose {
         for (reason, n) in coord.stats.reasons() {
             eprintln!("offload:   {n:>5} × {reason}");
@@ -144,9 +147,13 @@ async fn start_local_worker(
         "--port-file".into(),
         port_file.to_string_lossy().into_owned(),
     ]);
+    // Its messages go to a log file: the build's output stays the build's own.
+    let log = std::fs::File::create(tmp.join("worker.log")).context("creating the worker log")?;
     let child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .context("starting a local worker")?;

@@ -96,11 +96,19 @@ fn main() -> ExitCode {
         let compiler = it.next().unwrap_or_default();
         wrapper::run(&compiler, it.collect());
     }
+    // `offload build` reports problems after the build; its logs are opt-in (OFFLOAD_LOG).
+    let default_filter = if matches!(cli.command, Command::Build { .. }) {
+        "off"
+    } else {
+        "warn"
+    };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {

@@ -18,5 +18,10 @@ mod harness;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.
 fn via(worker: &offload_e2e::NetnsWorker) -> Vec<String> {
-    vec!["--worker".into(), worker.worker_arg(), "-j".into(), "1".into()]
+    vec![
+        "--worker".into(),
+        worker.worker_arg(),
+        "-j".into(),
+        "1".into(),
+    ]
 }

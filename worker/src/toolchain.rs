@@ -84,6 +84,7 @@ const PROGRAM_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
 impl Toolchains {
     /// Toolchains kept under `dir`.
     pub fn new(dir: &Path) -> Toolchains {
+        let _ = std::fs::create_dir_all(dir);
         Toolchains {
             dir: dir.to_owned(),
             ready: Mutex::new(HashMap::new()),
@@ -91,14 +92,17 @@ impl Toolchains {
     }
 
     /// The toolchain for `compiler` whose driver has digest `digest`, preparing it on first
-    /// use. Blocking: call from a blocking context.
+    /// use. Blocking: call from a blocking context. Preparation happens under the lock, so
+    /// jobs arriving together wait for one preparation instead of racing to write the
+    /// template that the others' job roots link to.
     pub fn get(&self, compiler: &str, digest: &Digest) -> Result<Arc<Toolchain>, ToolchainError> {
         let key = (compiler.to_owned(), *digest);
-        if let Some(t) = self.lock().get(&key) {
+        let mut ready = self.lock();
+        if let Some(t) = ready.get(&key) {
             return Ok(t.clone());
         }
         let t = Arc::new(prepare(compiler, digest, &self.dir)?);
-        self.lock().insert(key, t.clone());
+        ready.insert(key, t.clone());
         Ok(t)
     }
 
@@ -154,18 +158,23 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
         .map(|(p, n)| format!("{}\0{n:?}\n", p.display()))
         .collect();
     let template = dir.join(Digest::of(format!("{ours}\n{listing}").as_bytes()).to_hex());
-    let done = template.join(".complete");
-    if !done.exists() {
+    if !template.exists() {
+        // Copy into a fresh directory and rename it into place: a template, once visible,
+        // is complete and never written again (job roots hard-link its files).
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(dir)
+            .map_err(io)?;
         for (path, node) in &nodes {
             if *node == Node::File {
-                let dst = template.join(path.strip_prefix("/").unwrap_or(path));
+                let dst = staging.path().join(path.strip_prefix("/").unwrap_or(path));
                 if let Some(parent) = dst.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
                 std::fs::copy(path, &dst).map_err(io)?;
             }
         }
-        std::fs::write(&done, b"").map_err(io)?;
+        std::fs::rename(staging.keep(), &template).map_err(io)?;
     }
     tracing::info!(compiler, files = nodes.len(), "toolchain prepared");
     Ok(Toolchain { template, nodes })

@@ -1,6 +1,16 @@
-//! The compiler's built-in include directories, from `CC -x LANG -E -v /dev/null`.
+//! The compiler's built-in include directories, from `CC -x LANG -E -v /dev/null`, and
+//! the files its driver probes to choose them.
 
 use std::path::PathBuf;
+
+/// The GCC installation clang's driver selected: it finds it by probing for `crtbegin.o`,
+/// so that file must exist in a job root for clang to choose the same C++ headers.
+pub fn clang_gcc_probe(stderr: &str) -> Option<PathBuf> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Selected GCC installation: "))
+        .map(|dir| PathBuf::from(dir.trim()).join("crtbegin.o"))
+}
 
 /// Parses the `-v` output: the directories between `#include "..." search starts here:`
 /// (or `<...>`) and `End of search list.`, in order.
@@ -25,6 +35,19 @@ pub fn parse_search_list(stderr: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clang_selected_installation() {
+        let text = "Found candidate GCC installation: /usr/bin/../lib/gcc/x86_64-linux-gnu/12\n\
+                    Selected GCC installation: /usr/bin/../lib/gcc/x86_64-linux-gnu/12\n";
+        assert_eq!(
+            clang_gcc_probe(text),
+            Some(PathBuf::from(
+                "/usr/bin/../lib/gcc/x86_64-linux-gnu/12/crtbegin.o"
+            ))
+        );
+        assert_eq!(clang_gcc_probe("gcc version 12"), None);
+    }
 
     #[test]
     fn gcc_output() {

@@ -17,6 +17,10 @@ pub struct ContentFlags {
     pub has_include: Vec<HasInclude>,
     /// A `__has_include` call with a non-literal argument.
     pub has_include_computed: bool,
+    /// Has `#pragma once`: gcc then lists a header reached under two names only once.
+    pub pragma_once: bool,
+    /// The literal names of its `#include`, `#include_next` and `#import` directives.
+    pub includes: Vec<HasInclude>,
 }
 
 /// One `__has_include` argument.
@@ -35,6 +39,8 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
         date_time: memmem::find(bytes, b"__DATE__").is_some()
             || memmem::find(bytes, b"__TIME__").is_some(),
         incbin: memmem::find(bytes, b"incbin").is_some(),
+        pragma_once: memmem::find(bytes, b"pragma once").is_some(),
+        includes: include_directives(bytes),
         ..ContentFlags::default()
     };
     for at in memmem::find_iter(bytes, b"__has_include") {
@@ -69,6 +75,39 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
         }
     }
     f
+}
+
+/// The literal names of `#include`-like directives, one per line that starts with `#`.
+fn include_directives(bytes: &[u8]) -> Vec<HasInclude> {
+    let mut out = Vec::new();
+    for line in bytes.split(|&c| c == b'\n') {
+        let Some(rest) = skip_space(line).strip_prefix(b"#") else {
+            continue;
+        };
+        let rest = skip_space(rest);
+        let Some(rest) = [&b"include_next"[..], b"include", b"import"]
+            .iter()
+            .find_map(|kw| rest.strip_prefix(*kw))
+        else {
+            continue;
+        };
+        let rest = skip_space(rest);
+        let (close, quoted) = match rest.first() {
+            Some(b'"') => (b'"', true),
+            Some(b'<') => (b'>', false),
+            _ => continue,
+        };
+        let body = &rest[1..];
+        if let Some(end) = body.iter().position(|&c| c == close) {
+            if let Ok(name) = std::str::from_utf8(&body[..end]) {
+                out.push(HasInclude {
+                    name: name.to_owned(),
+                    quoted,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn skip_space(mut s: &[u8]) -> &[u8] {
@@ -107,5 +146,14 @@ mod tests {
         assert!(scan(b"const char *d = __DATE__;").date_time);
         assert!(scan(b"__TIMESTAMP__").timestamp);
         assert!(scan(b"asm(\".incbin \\\"x\\\"\");").incbin);
+        let f = scan(b"#pragma once\n  #  include \"a.h\"\n#include_next <b/c.h>\n#define X 1\n#include MACRO\n");
+        assert!(f.pragma_once);
+        assert_eq!(
+            f.includes,
+            vec![
+                HasInclude { name: "a.h".into(), quoted: true },
+                HasInclude { name: "b/c.h".into(), quoted: false },
+            ]
+        );
     }
 }

@@ -60,6 +60,7 @@ impl Coordinator {
     /// slot count, and one that does not answer starts paused.
     pub async fn new(config: Config, addrs: &[String]) -> Arc<Coordinator> {
         let sched = Scheduler::new(config.local_slots.max(1));
+        let stats = Stats::default();
         let mut workers = Vec::new();
         for addr in addrs {
             let w = Arc::new(Worker::new(addr.clone()));
@@ -75,7 +76,7 @@ impl Coordinator {
                     sched.set_slots(n, welcome.slots as usize);
                 }
                 Err(e) => {
-                    tracing::warn!("{e}; compiling locally until it answers");
+                    stats.warn(format!("{e}; compiled locally until it answered"));
                     sched.worker_failed(n);
                 }
             }
@@ -86,7 +87,7 @@ impl Coordinator {
             sched,
             workers,
             caches: Arc::new(Caches::default()),
-            stats: Stats::default(),
+            stats,
             next_job: AtomicU64::new(1),
         })
     }
@@ -113,7 +114,7 @@ impl Coordinator {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("coordinator accept failed: {e}");
+                    self.stats.warn(format!("coordinator accept failed: {e}"));
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             }
@@ -126,7 +127,8 @@ impl Coordinator {
             Ok(Some((req, _))) => req,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!("bad request from a compiler wrapper: {e}");
+                self.stats
+                    .warn(format!("bad request from a compiler wrapper: {e}"));
                 return;
             }
         };
@@ -232,7 +234,7 @@ impl Coordinator {
             tokio::task::block_in_place(|| outputs::write(&files, writable, inputs, umask))
         };
         if let Err(e) = written {
-            tracing::warn!(job_id, "{e}");
+            self.stats.warn(e.clone());
             self.sched.worker_failed(n);
             self.stats.fell_back_because(&e);
             let g = self.sched.acquire(false, u64::MAX).await;
@@ -246,7 +248,8 @@ impl Coordinator {
         let mut payload = res.stdout;
         payload.extend_from_slice(&res.stderr);
         if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
-            tracing::warn!(job_id, "cannot answer the compiler wrapper: {e}");
+            self.stats
+                .warn(format!("cannot answer a compiler wrapper: {e}"));
         }
     }
 

@@ -40,8 +40,16 @@ struct FileInfo {
     flags: Arc<ContentFlags>,
 }
 
-/// Built-in include directories by (compiler, C++?).
-type BuiltinDirs = HashMap<(String, bool), Arc<Vec<PathBuf>>>;
+/// What the compiler searches by itself: its include directories, and files its driver
+/// probes (clang's GCC installation).
+#[derive(Debug, Default)]
+struct Builtins {
+    dirs: Vec<PathBuf>,
+    probes: Vec<PathBuf>,
+}
+
+/// Built-ins by (compiler, C++?).
+type BuiltinDirs = HashMap<(String, bool), Arc<Builtins>>;
 
 /// Caches shared by every job of a build.
 #[derive(Debug, Default)]
@@ -107,7 +115,7 @@ impl Caches {
         Ok(c)
     }
 
-    async fn builtins(&self, compiler: &str, cxx: bool) -> Arc<Vec<PathBuf>> {
+    async fn builtins(&self, compiler: &str, cxx: bool) -> Arc<Builtins> {
         let key = (compiler.to_owned(), cxx);
         if let Some(b) = lock(&self.builtins).get(&key) {
             return b.clone();
@@ -118,10 +126,16 @@ impl Caches {
             .stdout(std::process::Stdio::null())
             .output()
             .await;
-        let dirs = Arc::new(
-            out.map(|o| builtin::parse_search_list(&String::from_utf8_lossy(&o.stderr)))
-                .unwrap_or_default(),
-        );
+        let dirs = Arc::new(out.map_or_else(
+            |_| Builtins::default(),
+            |o| {
+                let text = String::from_utf8_lossy(&o.stderr);
+                Builtins {
+                    dirs: builtin::parse_search_list(&text),
+                    probes: builtin::clang_gcc_probe(&text).into_iter().collect(),
+                }
+            },
+        ));
         lock(&self.builtins).insert(key, dirs.clone());
         dirs
     }
@@ -216,7 +230,7 @@ fn build_tree(
     compile: &Compile,
     rsp_files: &[PathBuf],
     deps: &[String],
-    builtins: &[PathBuf],
+    builtins: &Builtins,
     caches: &Caches,
 ) -> Result<TreeParts, String> {
     let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
@@ -272,10 +286,13 @@ fn build_tree(
             }));
         }
     }
-    search.extend(builtins.iter().cloned());
+    search.extend(builtins.dirs.iter().cloned());
     for d in &search {
         w.resolve(d, &cwd)
             .map_err(|e| io("include directory", d, e))?;
+    }
+    for p in &builtins.probes {
+        w.resolve(p, &cwd).map_err(|e| io("compiler probe", p, e))?;
     }
 
     let mut inputs = HashSet::new();
@@ -298,6 +315,8 @@ fn build_tree(
     let sde = env_get(&req.env, "SOURCE_DATE_EPOCH").is_some();
     let asm = matches!(compile.language, Language::AsmCpp);
     let mut probes: Vec<(String, bool)> = Vec::new();
+    let mut once = false;
+    let mut includes: Vec<String> = Vec::new();
     for real in &inputs {
         let info = caches.file(real).map_err(|e| io("input", real, e))?;
         let f = &info.flags;
@@ -321,6 +340,19 @@ fn build_tree(
             return Err(format!("{} has a computed __has_include", real.display()));
         }
         probes.extend(f.has_include.iter().map(|h| (h.name.clone(), h.quoted)));
+        once |= f.pragma_once;
+        includes.extend(f.includes.iter().map(|h| h.name.clone()));
+    }
+    if once {
+        // gcc lists a `#pragma once` header reached under a second name (a link) only
+        // once, so the second name would be missing remotely: probe every included name
+        // that no listed dependency ends with.
+        probes.extend(
+            includes
+                .into_iter()
+                .filter(|name| !deps.iter().any(|d| d == name || d.ends_with(&format!("/{name}"))))
+                .map(|name| (name, true)),
+        );
     }
     if !probes.is_empty() {
         let mut dirs: Vec<PathBuf> = deps

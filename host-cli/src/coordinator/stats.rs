@@ -1,6 +1,6 @@
 //! Counters for the end-of-build summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +15,7 @@ pub struct Stats {
     /// Tried remotely, then ran here.
     pub fell_back: AtomicU64,
     reasons: Mutex<BTreeMap<String, u64>>,
+    warnings: Mutex<BTreeSet<String>>,
 }
 
 impl Stats {
@@ -46,6 +47,26 @@ impl Stats {
             .unwrap_or_else(|p| p.into_inner())
             .entry(key)
             .or_default() += 1;
+    }
+
+    /// Records a problem to report after the build (never during it: the build's own
+    /// output must stay as it would be without offload).
+    pub fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(message);
+    }
+
+    /// The problems recorded, each once.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The reasons for local runs, most frequent first.

@@ -1,0 +1,348 @@
+//! A worker under test on a host of its own: a network namespace joined to the host by a
+//! veth pair (`10.231.N.1/30` on the host side, `10.231.N.2/30` inside), and a mount
+//! namespace of its own with a private tmpfs on `/tmp`, so that it sees none of the test
+//! trees (which all live under the host's `/tmp`) and gets every input through the protocol.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::paths::{TEST_ROOT, offload_bin, require_root};
+
+/// The port the worker listens on inside its namespace.
+pub const WORKER_PORT: u16 = 7420;
+
+/// How long the worker may take to start listening before the test gives up on it.
+const START_LIMIT: Duration = Duration::from_secs(15);
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+static SETUP: Mutex<()> = Mutex::new(());
+
+/// A worker process in its own network and mount namespaces. Dropping it kills the worker
+/// and removes the namespace and the veth pair.
+#[derive(Debug)]
+pub struct NetnsWorker {
+    ns: String,
+    host_veth: String,
+    addr: SocketAddr,
+    child: Mutex<Option<Child>>,
+    log: PathBuf,
+}
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip` (install iproute2): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Holds an exclusive `flock` on a file, so that concurrent test processes pick distinct
+/// subnets.
+struct FileLock(File);
+
+impl FileLock {
+    fn take(path: &str) -> FileLock {
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: plain syscall on an fd we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {path}: {}", std::io::Error::last_os_error());
+        FileLock(f)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on an fd we own.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Removes namespaces `offl-PID-N` left by test processes that no longer run.
+fn remove_stale_namespaces() {
+    let Ok(list) = ip(&["netns", "list"]) else {
+        return;
+    };
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix("offl-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        kill_all_in(name);
+        let _ = ip(&["netns", "del", name]);
+    }
+}
+
+/// Removes worker logs `worker-offl-PID-N.log` of test processes that no longer run (a
+/// failing test keeps its worker's log until then).
+fn remove_stale_logs() {
+    let Ok(rd) = std::fs::read_dir(TEST_ROOT) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("worker-offl-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// SIGKILLs every process in the namespace, by pid.
+fn kill_all_in(ns: &str) {
+    if let Ok(pids) = ip(&["netns", "pids", ns]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: plain syscall; these are the worker and its compilers, started by us.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The third octets of `10.231.X.0/30` subnets in use on the host.
+fn used_subnets() -> Vec<u8> {
+    let addrs = ip(&["-4", "-o", "addr", "show"]).unwrap_or_default();
+    addrs
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("10.231."))
+        .filter_map(|rest| rest.split('.').next()?.parse().ok())
+        .collect()
+}
+
+impl NetnsWorker {
+    /// Creates the namespaces and starts `offload worker --slots SLOTS` in them; returns once
+    /// a TCP connection from the host succeeds. Panics (never skips) when any of it fails.
+    pub fn start(slots: u32) -> NetnsWorker {
+        require_root();
+        std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let ns = format!("offl-{pid}-{seq}");
+        let host_veth = format!("oh{pid}n{seq}");
+        let ns_veth = format!("on{pid}n{seq}");
+        let log = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.log"));
+
+        let octet = {
+            let _in_process = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+            let _across_processes = FileLock::take(&format!("{TEST_ROOT}/.netns.lock"));
+            remove_stale_namespaces();
+            remove_stale_logs();
+            let used = used_subnets();
+            let octet = (1..=254u8)
+                .find(|o| !used.contains(o))
+                .expect("no free 10.231.X.0/30 subnet");
+            let host_ip = format!("10.231.{octet}.1/30");
+            let ns_ip = format!("10.231.{octet}.2/30");
+            let steps: Vec<Vec<&str>> = vec![
+                vec!["netns", "add", &ns],
+                vec![
+                    "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
+                ],
+                vec!["link", "set", &ns_veth, "netns", &ns],
+                vec!["addr", "add", &host_ip, "dev", &host_veth],
+                vec!["link", "set", &host_veth, "up"],
+                vec!["-n", &ns, "addr", "add", &ns_ip, "dev", &ns_veth],
+                vec!["-n", &ns, "link", "set", &ns_veth, "up"],
+                vec!["-n", &ns, "link", "set", "lo", "up"],
+            ];
+            for step in &steps {
+                if let Err(e) = ip(step) {
+                    let _ = ip(&["link", "del", &host_veth]);
+                    let _ = ip(&["netns", "del", &ns]);
+                    panic!("cannot set up the worker's network namespace: {e}");
+                }
+            }
+            octet
+        };
+        let addr: SocketAddr = format!("10.231.{octet}.2:{WORKER_PORT}")
+            .parse()
+            .expect("addr");
+        let mut w = NetnsWorker {
+            ns,
+            host_veth,
+            addr,
+            child: Mutex::new(None),
+            log,
+        };
+        w.spawn(slots);
+        w
+    }
+
+    fn spawn(&mut self, slots: u32) {
+        let bin = offload_bin();
+        let script = format!(
+            "mount -t tmpfs tmpfs /tmp && exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker",
+            crate::cmd::shell_quote(&bin.to_string_lossy()),
+            self.addr
+        );
+        let log = File::create(&self.log).unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", &script])
+            .env(
+                "OFFLOAD_LOG",
+                std::env::var("OFFLOAD_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the worker: {e}"));
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).is_ok() {
+                return;
+            }
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "the worker in {} exited before listening ({status}):\n{}",
+                    self.ns,
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker in {} did not accept connections on {} within {START_LIMIT:?}:\n{}",
+                self.ns,
+                self.addr,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `10.231.N.2:7420`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `--worker` argument.
+    pub fn worker_arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The namespace's name.
+    pub fn netns(&self) -> &str {
+        &self.ns
+    }
+
+    /// The worker's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Child::id)
+    }
+
+    /// Whether the worker process still runs.
+    pub fn is_running(&self) -> bool {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the worker and every compile it runs (SIGKILL, as a crash would), and waits
+    /// for it. The namespace stays until drop.
+    pub fn kill(&self) {
+        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = guard.as_mut() {
+            let _ = c.kill();
+            kill_all_in(&self.ns);
+            let _ = c.wait();
+        }
+        *guard = None;
+    }
+
+    /// What the worker printed.
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        const TAIL: usize = 16 * 1024;
+        if s.len() > TAIL {
+            let mut cut = s.len() - TAIL;
+            while !s.is_char_boundary(cut) {
+                cut += 1;
+            }
+            s = format!("[… {cut} bytes]\n{}", &s[cut..]);
+        }
+        s
+    }
+}
+
+impl Drop for NetnsWorker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- worker log ({}, {}) ----\n{}",
+                self.ns,
+                self.log.display(),
+                self.log_text()
+            );
+        }
+        self.kill();
+        kill_all_in(&self.ns);
+        let _ = ip(&["netns", "del", &self.ns]);
+        // Deleting the namespace destroys the peer and with it the pair; this is for the case
+        // where the peer never got moved into it.
+        let _ = ip(&["link", "del", &self.host_veth]);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
