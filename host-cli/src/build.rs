@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -170,6 +169,3 @@ async fn start_local_worker(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// Keeps the coordinator alive for tests that drive it directly.
-pub type SharedCoordinator = Arc<Coordinator>;

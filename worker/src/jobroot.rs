@@ -42,7 +42,7 @@ enum Planned<'a> {
     Dir { writable: bool },
     Link(&'a Path),
     ToolFile,
-    Input(PathBuf, bool),
+    Input(PathBuf),
 }
 
 /// A made job root.
@@ -96,14 +96,12 @@ impl JobRoot {
                     writable: *writable,
                 },
                 EntryKind::Symlink { target } => Planned::Link(Path::new(target)),
-                EntryKind::File {
-                    digest, executable, ..
-                } => {
+                EntryKind::File { digest, .. } => {
                     let src = store.path(digest);
                     if !src.is_file() {
                         return Err(RootError::MissingBlob(digest.to_hex()));
                     }
-                    Planned::Input(src, *executable)
+                    Planned::Input(src)
                 }
             };
             for anc in path.ancestors().skip(1) {
@@ -149,7 +147,7 @@ impl JobRoot {
             match p {
                 Planned::Link(target) => symlink(target, &dst).map_err(err(&dst))?,
                 Planned::ToolFile => link_or_copy(&toolchain.source_of(path), &dst)?,
-                Planned::Input(src, _executable) => {
+                Planned::Input(src) => {
                     link_or_copy(&src, &dst)?;
                     inputs.insert(dst);
                 }

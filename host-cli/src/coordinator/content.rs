@@ -151,8 +151,14 @@ mod tests {
         assert_eq!(
             f.includes,
             vec![
-                HasInclude { name: "a.h".into(), quoted: true },
-                HasInclude { name: "b/c.h".into(), quoted: false },
+                HasInclude {
+                    name: "a.h".into(),
+                    quoted: true
+                },
+                HasInclude {
+                    name: "b/c.h".into(),
+                    quoted: false
+                },
             ]
         );
     }

@@ -350,7 +350,11 @@ fn build_tree(
         probes.extend(
             includes
                 .into_iter()
-                .filter(|name| !deps.iter().any(|d| d == name || d.ends_with(&format!("/{name}"))))
+                .filter(|name| {
+                    !deps
+                        .iter()
+                        .any(|d| d == name || d.ends_with(&format!("/{name}")))
+                })
                 .map(|name| (name, true)),
         );
     }
