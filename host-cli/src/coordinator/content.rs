@@ -98,13 +98,13 @@ fn include_directives(bytes: &[u8]) -> Vec<HasInclude> {
             _ => continue,
         };
         let body = &rest[1..];
-        if let Some(end) = body.iter().position(|&c| c == close) {
-            if let Ok(name) = std::str::from_utf8(&body[..end]) {
-                out.push(HasInclude {
-                    name: name.to_owned(),
-                    quoted,
-                });
-            }
+        if let Some(end) = body.iter().position(|&c| c == close)
+            && let Ok(name) = std::str::from_utf8(&body[..end])
+        {
+            out.push(HasInclude {
+                name: name.to_owned(),
+                quoted,
+            });
         }
     }
     out
