@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::paths::{TEST_ROOT, offload_bin, require_root};
+use crate::paths::{TEST_ROOT, require_root, worker_bin};
 
 /// The port the worker listens on inside its namespace.
 pub const WORKER_PORT: u16 = 7420;
@@ -207,7 +207,7 @@ impl NetnsWorker {
     }
 
     fn spawn(&mut self, slots: u32) {
-        let bin = offload_bin();
+        let bin = worker_bin();
         let script = format!(
             "mount -t tmpfs tmpfs /tmp && exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker",
             crate::cmd::shell_quote(&bin.to_string_lossy()),

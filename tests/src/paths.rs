@@ -63,6 +63,33 @@ pub fn offload_bin() -> PathBuf {
     p
 }
 
+/// The offload binary at a path outside `/tmp`, for workers: they run with a private tmpfs
+/// on `/tmp`, which would hide a binary built in a checkout under `/tmp` (CI's may be).
+/// Copied once per test process.
+pub fn worker_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = offload_bin();
+        if !src.starts_with("/tmp") {
+            return src;
+        }
+        let base = PathBuf::from("/var/tmp/offload-e2e-bin");
+        // Copies left by test processes that have ended.
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("creating /var/tmp/offload-e2e-bin");
+        let dst = dir.join("offload");
+        std::fs::copy(&src, &dst).expect("copying the offload binary out of /tmp");
+        dst
+    })
+    .clone()
+}
+
 /// `shared/` beside the repository (`$OFFLOAD_SHARED_DIR` overrides).
 pub fn shared_dir() -> PathBuf {
     let p = std::env::var_os("OFFLOAD_SHARED_DIR")
