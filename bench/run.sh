@@ -18,7 +18,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (the worker chroots each job)" >&2; exit 2; }
 command -v make >/dev/null || { apt-get update -qq && apt-get install -y -qq make >/dev/null; }
 cargo build --release -q -p offload --manifest-path "$ROOT/Cargo.toml"
-O=$ROOT/target/release/offload
+# The worker gets a private /tmp: run it from a copy outside /tmp.
+mkdir -p /var/tmp/offload-bench-bin
+cp "$ROOT/target/release/offload" /var/tmp/offload-bench-bin/offload
+O=/var/tmp/offload-bench-bin/offload
 B=$(mktemp -d /tmp/offload-bench.XXXXXX)
 WPID=
 cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
