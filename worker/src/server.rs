@@ -260,6 +260,7 @@ impl Worker {
         let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
         let job = Arc::new(job);
         let user = self.config.job_user;
+        let t0 = std::time::Instant::now();
         let root = {
             let job = job.clone();
             let (toolchains, store) = (&self.toolchains, &self.store);
@@ -279,7 +280,14 @@ impl Worker {
                 return Err(e);
             }
         };
+        let t1 = std::time::Instant::now();
         let result = self.compile_in(&root, &job, user).await;
+        tracing::debug!(
+            job = job.job_id,
+            root_us = (t1 - t0).as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "job timings"
+        );
         let root_path = root.root.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = root.remove() {
