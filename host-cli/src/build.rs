@@ -110,6 +110,11 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         eprintln!("offload: warning: {w}");
     }
     if cfg.verbose {
+        let reused = coord
+            .stats
+            .scans_reused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("offload:   dependency scans reused: {reused}");
         for (reason, n) in coord.stats.reasons() {
             eprintln!("offload:   {n:>5} × {reason}");
         }

@@ -21,6 +21,8 @@ pub struct ContentFlags {
     pub pragma_once: bool,
     /// The literal names of its `#include`, `#include_next` and `#import` directives.
     pub includes: Vec<HasInclude>,
+    /// An include directive whose name comes from a macro.
+    pub include_computed: bool,
 }
 
 /// One `__has_include` argument.
@@ -40,9 +42,9 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
             || memmem::find(bytes, b"__TIME__").is_some(),
         incbin: memmem::find(bytes, b"incbin").is_some(),
         pragma_once: memmem::find(bytes, b"pragma once").is_some(),
-        includes: include_directives(bytes),
         ..ContentFlags::default()
     };
+    (f.includes, f.include_computed) = include_directives(bytes);
     for at in memmem::find_iter(bytes, b"__has_include") {
         let mut rest = &bytes[at + b"__has_include".len()..];
         if let Some(r) = rest.strip_prefix(b"_next") {
@@ -77,9 +79,11 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
     f
 }
 
-/// The literal names of `#include`-like directives, one per line that starts with `#`.
-fn include_directives(bytes: &[u8]) -> Vec<HasInclude> {
+/// The literal names of `#include`-like directives, one per line that starts with `#`, and
+/// whether any directive names its file through a macro.
+fn include_directives(bytes: &[u8]) -> (Vec<HasInclude>, bool) {
     let mut out = Vec::new();
+    let mut computed = false;
     for line in bytes.split(|&c| c == b'\n') {
         let Some(rest) = skip_space(line).strip_prefix(b"#") else {
             continue;
@@ -95,7 +99,10 @@ fn include_directives(bytes: &[u8]) -> Vec<HasInclude> {
         let (close, quoted) = match rest.first() {
             Some(b'"') => (b'"', true),
             Some(b'<') => (b'>', false),
-            _ => continue,
+            _ => {
+                computed = true;
+                continue;
+            }
         };
         let body = &rest[1..];
         if let Some(end) = body.iter().position(|&c| c == close)
@@ -107,7 +114,7 @@ fn include_directives(bytes: &[u8]) -> Vec<HasInclude> {
             });
         }
     }
-    out
+    (out, computed)
 }
 
 fn skip_space(mut s: &[u8]) -> &[u8] {
@@ -148,6 +155,8 @@ mod tests {
         assert!(scan(b"asm(\".incbin \\\"x\\\"\");").incbin);
         let f = scan(b"#pragma once\n  #  include \"a.h\"\n#include_next <b/c.h>\n#define X 1\n#include MACRO\n");
         assert!(f.pragma_once);
+        assert!(f.include_computed);
+        assert!(!scan(b"#include <a.h>\n").include_computed);
         assert_eq!(
             f.includes,
             vec![

@@ -9,6 +9,7 @@ pub mod envpolicy;
 pub mod outputs;
 pub mod prepare;
 pub mod remote;
+pub mod scancache;
 pub mod sched;
 pub mod stats;
 
@@ -190,6 +191,9 @@ impl Coordinator {
                 return self.run_local(g, &reason, r, w).await;
             }
         };
+        if prepared.scan_reused {
+            self.stats.scans_reused.fetch_add(1, Ordering::Relaxed);
+        }
         let worker = &self.workers[n];
         tracing::debug!(job_id, source = %compile.source.display(), "sent to {}", worker.addr);
         let result = worker.run(&prepared).await;

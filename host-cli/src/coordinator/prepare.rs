@@ -14,6 +14,7 @@ use offload_shared::tree::{EntryKind, TreeEntry};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
 use super::content::{self, ContentFlags};
+use super::scancache::{ScanCache, ScanKey, Witnesses};
 use super::{builtin, depfile, envpolicy};
 use crate::classify::{Compile, Language};
 use crate::ipc::CompileRequest;
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub writable: HashSet<PathBuf>,
     /// Real paths of every input file.
     pub inputs: HashSet<PathBuf>,
+    /// The dependency scan was reused from an earlier identical compile.
+    pub scan_reused: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,7 @@ pub struct Caches {
     files: Mutex<HashMap<PathBuf, FileInfo>>,
     builtins: Mutex<BuiltinDirs>,
     compilers: Mutex<HashMap<String, CompilerRef>>,
+    scans: ScanCache,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -175,28 +179,53 @@ pub async fn prepare(
     let cxx = matches!(compile.language, Language::Cxx | Language::PreprocessedCxx);
     let builtins = caches.builtins(&req.compiler, cxx).await;
 
-    let scan = tokio::process::Command::new(&req.compiler)
-        .args(&compile.scan_args)
-        .arg("-M")
-        .current_dir(&req.cwd)
-        .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("dependency scan: {e}"))?;
-    if !scan.status.success() {
-        return Err("the dependency scan failed (the compile reports the error)".into());
-    }
-    let deps = depfile::prerequisites(&String::from_utf8_lossy(&scan.stdout));
+    let key = ScanKey {
+        compiler: req.compiler.clone(),
+        args: compile.scan_args.clone(),
+        cwd: req.cwd.clone(),
+        env: req
+            .env
+            .iter()
+            .filter(|(k, _)| envpolicy::rule(k).is_some())
+            .cloned()
+            .collect(),
+    };
+    let cached = caches.scans.get(&key);
+    // Anything changed within the second before the scan may race with it.
+    let racy_after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or((0, 0), |d| {
+            let d = d.saturating_sub(std::time::Duration::from_secs(1));
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        });
+    let deps = match &cached {
+        Some(deps) => deps.clone(),
+        None => scan(req, compile).await?,
+    };
 
     let req = req.clone();
     let compile = compile.clone();
     let rsp_files = rsp_files.to_vec();
     let caches = caches.clone();
+    let want_witnesses = cached.is_none();
     tokio::task::spawn_blocking(move || {
-        build_tree(&req, &compile, &rsp_files, &deps, &builtins, &caches).map(|t| Prepared {
+        let t = build_tree(
+            &req,
+            &compile,
+            &rsp_files,
+            &deps,
+            &builtins,
+            &caches,
+            want_witnesses,
+        )?;
+        if let Some(w) = t
+            .witnesses
+            .as_ref()
+            .filter(|w| w.all_older_than(racy_after))
+        {
+            caches.scans.insert(key, deps.clone(), w.clone());
+        }
+        Ok::<_, String>(t).map(|t| Prepared {
             job: JobRequest {
                 job_id,
                 compiler,
@@ -211,10 +240,34 @@ pub async fn prepare(
             blobs: t.blobs,
             writable: t.writable,
             inputs: t.inputs,
+            scan_reused: !want_witnesses,
         })
     })
     .await
     .map_err(|e| format!("preparing the job: {e}"))?
+}
+
+/// Runs the dependency scan: the compile's own flags with `-M`, in its directory and
+/// environment. A failing scan means the compile fails too: it then runs locally, where it
+/// reports its error.
+async fn scan(req: &CompileRequest, compile: &Compile) -> Result<Vec<String>, String> {
+    let out = tokio::process::Command::new(&req.compiler)
+        .args(&compile.scan_args)
+        .arg("-M")
+        .current_dir(&req.cwd)
+        .env_clear()
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("dependency scan: {e}"))?;
+    if !out.status.success() {
+        return Err("the dependency scan failed (the compile reports the error)".into());
+    }
+    Ok(depfile::prerequisites(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
 }
 
 /// The tree of a job and the host-side facts about it.
@@ -223,6 +276,8 @@ struct TreeParts {
     blobs: HashMap<Digest, PathBuf>,
     writable: HashSet<PathBuf>,
     inputs: HashSet<PathBuf>,
+    /// What proves the scan still valid later; `None` when not asked for or not possible.
+    witnesses: Option<Witnesses>,
 }
 
 fn build_tree(
@@ -232,6 +287,7 @@ fn build_tree(
     deps: &[String],
     builtins: &Builtins,
     caches: &Caches,
+    want_witnesses: bool,
 ) -> Result<TreeParts, String> {
     let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
     let cwd = PathBuf::from(&req.cwd);
@@ -317,6 +373,7 @@ fn build_tree(
     let mut probes: Vec<(String, bool)> = Vec::new();
     let mut once = false;
     let mut includes: Vec<String> = Vec::new();
+    let mut cacheable = want_witnesses;
     for real in &inputs {
         let info = caches.file(real).map_err(|e| io("input", real, e))?;
         let f = &info.flags;
@@ -341,8 +398,32 @@ fn build_tree(
         }
         probes.extend(f.has_include.iter().map(|h| (h.name.clone(), h.quoted)));
         once |= f.pragma_once;
+        cacheable &= !f.include_computed;
         includes.extend(f.includes.iter().map(|h| h.name.clone()));
+        includes.extend(f.has_include.iter().map(|h| h.name.clone()));
     }
+    let witnesses = cacheable.then(|| {
+        let mut w = Witnesses::default();
+        for dep in deps {
+            w.record(cwd.join(dep));
+        }
+        let mut names: Vec<&String> = includes.iter().collect();
+        names.sort();
+        names.dedup();
+        let mut dirs: Vec<PathBuf> = deps
+            .iter()
+            .filter_map(|d| cwd.join(d).parent().map(Path::to_owned))
+            .chain(search.iter().cloned())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            for name in &names {
+                w.record(d.join(name));
+            }
+        }
+        w
+    });
     if once {
         // gcc lists a `#pragma once` header reached under a second name (a link) only
         // once, so the second name would be missing remotely: probe every included name
@@ -423,5 +504,6 @@ fn build_tree(
         blobs,
         writable,
         inputs,
+        witnesses,
     })
 }

@@ -14,6 +14,8 @@ pub struct Stats {
     pub local: AtomicU64,
     /// Tried remotely, then ran here.
     pub fell_back: AtomicU64,
+    /// Remote compiles whose dependency scan was reused.
+    pub scans_reused: AtomicU64,
     reasons: Mutex<BTreeMap<String, u64>>,
     warnings: Mutex<BTreeSet<String>>,
 }
