@@ -141,6 +141,7 @@ impl Coordinator {
             }
             Request::Compile(c) => c,
         };
+        tracing::debug!("request received");
         let (args, rsp_files) = match expand(&req) {
             Ok(x) => x,
             Err(reason) => {
@@ -172,6 +173,7 @@ impl Coordinator {
             return self.run_local(grant, WHY, r, w).await;
         };
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(job_id, "granted");
         let prepared = prepare::prepare(
             &req,
             &compile,

@@ -207,6 +207,7 @@ pub async fn prepare(
     let compile = compile.clone();
     let rsp_files = rsp_files.to_vec();
     let caches = caches.clone();
+    tracing::debug!(job_id, "scan done");
     let want_witnesses = cached.is_none();
     tokio::task::spawn_blocking(move || {
         let t = build_tree(
