@@ -66,6 +66,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             queue_per_worker: 1,
             timeout_secs: 600,
             local_nice: cfg.local_nice,
+            scratch: tmp.path().to_owned(),
         },
         &workers,
     )

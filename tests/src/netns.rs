@@ -33,6 +33,8 @@ pub struct NetnsWorker {
     addr: SocketAddr,
     child: Mutex<Option<Child>>,
     log: PathBuf,
+    /// Shell run in the worker's mount namespace before it starts.
+    setup: String,
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
@@ -151,6 +153,13 @@ impl NetnsWorker {
     /// Creates the namespaces and starts `offload worker --slots SLOTS` in them; returns once
     /// a TCP connection from the host succeeds. Panics (never skips) when any of it fails.
     pub fn start(slots: u32) -> NetnsWorker {
+        NetnsWorker::start_with_setup(slots, "")
+    }
+
+    /// [`NetnsWorker::start`], running the shell snippet `setup` inside the worker's own
+    /// mount namespace first (after its private `/tmp` is mounted): e.g. a bind mount that
+    /// gives the worker a different program than the host's.
+    pub fn start_with_setup(slots: u32, setup: &str) -> NetnsWorker {
         require_root();
         std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +210,7 @@ impl NetnsWorker {
             addr,
             child: Mutex::new(None),
             log,
+            setup: setup.to_owned(),
         };
         w.spawn(slots);
         w
@@ -208,8 +218,13 @@ impl NetnsWorker {
 
     fn spawn(&mut self, slots: u32) {
         let bin = worker_bin();
+        let setup = if self.setup.is_empty() {
+            String::new()
+        } else {
+            format!("{} && ", self.setup)
+        };
         let script = format!(
-            "mount -t tmpfs tmpfs /tmp && exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker",
+            "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker",
             crate::cmd::shell_quote(&bin.to_string_lossy()),
             self.addr
         );

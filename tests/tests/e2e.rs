@@ -15,6 +15,7 @@ mod builds;
 mod cases;
 mod faults;
 mod harness;
+mod probe;
 mod rescan;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.

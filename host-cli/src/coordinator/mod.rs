@@ -8,6 +8,7 @@ pub mod depfile;
 pub mod envpolicy;
 pub mod outputs;
 pub mod prepare;
+pub mod probe;
 pub mod remote;
 pub mod scancache;
 pub mod sched;
@@ -42,6 +43,8 @@ pub struct Config {
     pub timeout_secs: u32,
     /// Niceness added to local compiles.
     pub local_nice: i32,
+    /// A private directory of this host's for the toolchain probes.
+    pub scratch: PathBuf,
 }
 
 /// The coordinator's state.
@@ -54,7 +57,14 @@ pub struct Coordinator {
     /// Counters for the summary.
     pub stats: Stats,
     next_job: AtomicU64,
+    probes: std::sync::Mutex<ProbeResults>,
 }
+
+/// Toolchain probe results by (worker, compiler path, C++?).
+type ProbeResults = std::collections::HashMap<
+    (usize, String, bool),
+    Arc<tokio::sync::OnceCell<Result<(), String>>>,
+>;
 
 impl Coordinator {
     /// A coordinator for these workers (`host:port`); each is greeted once to learn its
@@ -90,6 +100,7 @@ impl Coordinator {
             caches: Arc::new(Caches::default()),
             stats,
             next_job: AtomicU64::new(1),
+            probes: std::sync::Mutex::new(ProbeResults::new()),
         })
     }
 
@@ -172,12 +183,62 @@ impl Coordinator {
             self.stats.local_because(WHY);
             return self.run_local(grant, WHY, r, w).await;
         };
+        let cxx = matches!(
+            compile.language,
+            classify::Language::Cxx | classify::Language::PreprocessedCxx
+        );
+        if let Err(reason) = self.probe(n, &req, cxx).await {
+            self.sched.release(grant);
+            self.stats.local_because(&reason);
+            let g = self.sched.acquire(false, u64::MAX).await;
+            return self.run_local(g, &reason, r, w).await;
+        }
+        let outcome = self.remote(n, &req, &compile, &rsp_files).await;
+        self.sched.release(grant);
+        let (status, mut payload, stdout_len) = match outcome {
+            Outcome::Done {
+                status,
+                stdout,
+                stderr,
+            } => {
+                let n = stdout.len() as u64;
+                let mut payload = stdout;
+                payload.extend_from_slice(&stderr);
+                (status, payload, n)
+            }
+            Outcome::Local(reason) => {
+                self.stats.local_because(&reason);
+                let g = self.sched.acquire(false, u64::MAX).await;
+                return self.run_local(g, &reason, r, w).await;
+            }
+            Outcome::FellBack(reason) => {
+                self.stats.fell_back_because(&reason);
+                let g = self.sched.acquire(false, u64::MAX).await;
+                return self.run_local(g, "remote failure", r, w).await;
+            }
+        };
+        self.stats.remote.fetch_add(1, Ordering::Relaxed);
+        let reply = Reply::Finished { status, stdout_len };
+        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
+            self.stats
+                .warn(format!("cannot answer a compiler wrapper: {e}"));
+        }
+        payload.clear();
+    }
+
+    /// Runs one compile on worker `n` (whose slot the caller holds) and writes its outputs.
+    async fn remote(
+        &self,
+        n: usize,
+        req: &CompileRequest,
+        compile: &classify::Compile,
+        rsp_files: &[PathBuf],
+    ) -> Outcome {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(job_id, "granted");
         let prepared = prepare::prepare(
-            &req,
-            &compile,
-            &rsp_files,
+            req,
+            compile,
+            rsp_files,
             &self.caches,
             job_id,
             self.config.timeout_secs,
@@ -186,11 +247,8 @@ impl Coordinator {
         let prepared = match prepared {
             Ok(p) => p,
             Err(reason) => {
-                self.sched.release(grant);
                 tracing::debug!(job_id, "local: {reason}");
-                self.stats.local_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, &reason, r, w).await;
+                return Outcome::Local(reason);
             }
         };
         if prepared.scan_reused {
@@ -200,7 +258,6 @@ impl Coordinator {
         tracing::debug!(job_id, source = %compile.source.display(), "sent to {}", worker.addr);
         let result = worker.run(&prepared).await;
         tracing::debug!(job_id, "remote result");
-        self.sched.release(grant);
         let res = match result {
             Ok(res) => {
                 self.sched.worker_ok(n);
@@ -211,22 +268,23 @@ impl Coordinator {
                 // a toolchain it cannot set up) usually holds for the next job too.
                 self.sched.worker_failed(n);
                 tracing::debug!(job_id, "falling back: {e}");
-                self.stats.fell_back_because(&e.to_string());
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, "remote failure", r, w).await;
+                return Outcome::FellBack(e.to_string());
             }
         };
-        if res.done.status != ExitStatus::Code(0) && outputs::looks_like_infrastructure(&res.stderr)
-        {
+        // A compiler killed by a signal, or failing with a missing-file or crash message, did
+        // not fail because of the source: the scan found every input on this host.
+        let infrastructure = match res.done.status {
+            ExitStatus::Code(0) => false,
+            ExitStatus::Signal(_) => true,
+            ExitStatus::Code(_) => outputs::looks_like_infrastructure(&res.stderr),
+        };
+        if infrastructure {
             tracing::debug!(
                 job_id,
                 stderr = %String::from_utf8_lossy(&res.stderr),
                 "remote compile failed like an infrastructure problem; compiling locally"
             );
-            self.stats
-                .fell_back_because("remote compile failed with a missing-file or crash message");
-            let g = self.sched.acquire(false, u64::MAX).await;
-            return self.run_local(g, "remote failure", r, w).await;
+            return Outcome::FellBack("the remote compiler crashed or missed a file".into());
         }
         let files: Vec<(String, Vec<u8>)> = res
             .done
@@ -242,21 +300,43 @@ impl Coordinator {
         if let Err(e) = written {
             self.stats.warn(e.clone());
             self.sched.worker_failed(n);
-            self.stats.fell_back_because(&e);
-            let g = self.sched.acquire(false, u64::MAX).await;
-            return self.run_local(g, "remote failure", r, w).await;
+            return Outcome::FellBack(e);
         }
-        self.stats.remote.fetch_add(1, Ordering::Relaxed);
-        let reply = Reply::Finished {
+        Outcome::Done {
             status: res.done.status,
-            stdout_len: res.stdout.len() as u64,
-        };
-        let mut payload = res.stdout;
-        payload.extend_from_slice(&res.stderr);
-        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
-            self.stats
-                .warn(format!("cannot answer a compiler wrapper: {e}"));
+            stdout: res.stdout,
+            stderr: res.stderr,
         }
+    }
+
+    /// Proves, once per worker and compiler, that the worker's compiles equal this host's:
+    /// see [`probe`].
+    async fn probe(&self, n: usize, req: &CompileRequest, cxx: bool) -> Result<(), String> {
+        let cell = {
+            let mut map = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((n, req.compiler.clone(), cxx))
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            let dir = self
+                .config
+                .scratch
+                .join(format!("probe-{n}-{}", self.next_job.fetch_add(1, Ordering::Relaxed)));
+            let result = probe::run(self, n, req, cxx, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            let addr = &self.workers[n].addr;
+            match &result {
+                Ok(()) => tracing::info!(worker = addr, compiler = req.compiler, "toolchain probe passed"),
+                Err(e) => self.stats.warn(format!(
+                    "worker {addr} failed the toolchain probe for {}: {e}; its compiles of it ran locally",
+                    req.compiler
+                )),
+            }
+            result.map_err(|e| format!("worker {addr} failed the toolchain probe: {e}"))
+        })
+        .await
+        .clone()
     }
 
     /// Tells the wrapper to compile itself and holds `grant` until it has finished (its
@@ -283,6 +363,24 @@ impl Coordinator {
         tracing::debug!("local compile ends");
         self.sched.release(grant);
     }
+}
+
+/// How a remote attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    /// The compile ran remotely; its outputs are written.
+    Done {
+        /// How the compiler ended.
+        status: ExitStatus,
+        /// Its standard output.
+        stdout: Vec<u8>,
+        /// Its standard error.
+        stderr: Vec<u8>,
+    },
+    /// It must run locally (found while preparing); nothing was sent.
+    Local(String),
+    /// The remote attempt failed; it runs locally.
+    FellBack(String),
 }
 
 /// Expands response files (relative to the compile's directory).

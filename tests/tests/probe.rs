@@ -1,0 +1,85 @@
+//! The toolchain probe: a worker whose compiler differs from the host's in a way that shows
+//! in objects gets no compiles for it, and the build is still identical to a local one.
+
+use std::path::PathBuf;
+
+use offload_e2e::cmd::{Cmd, Status};
+use offload_e2e::{NetnsWorker, Twice, projects, run_twice};
+
+use crate::via;
+
+/// A stand-in assembler: writes a file that is not the real object where `-o` says, and
+/// succeeds. A worker with it would return wrong objects for every compile.
+const FAKE_AS: &str = r#"
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "-o") == 0) {
+            FILE *f = fopen(argv[i + 1], "w");
+            if (!f) return 1;
+            fputs("not the object the host's assembler makes\n", f);
+            return fclose(f) != 0;
+        }
+    return 0;
+}
+"#;
+
+/// Builds the fake assembler, statically (the worker copies it into its job roots without
+/// libraries), outside `/tmp` (the worker's `/tmp` is private).
+fn fake_assembler() -> PathBuf {
+    let dir = PathBuf::from(format!(
+        "/var/tmp/offload-e2e-fake-as/{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("creating the fake assembler's directory");
+    std::fs::write(dir.join("fake-as.c"), FAKE_AS).expect("writing fake-as.c");
+    let out = Cmd::new(
+        ["gcc", "-static", "-O2", "fake-as.c", "-o", "fake-as"],
+        &dir,
+    )
+    .run();
+    assert_eq!(
+        out.status,
+        Status::Code(0),
+        "building the fake assembler:\n{}",
+        out.describe()
+    );
+    dir.join("fake-as")
+}
+
+/// The worker's `as` is replaced (bind mount in its own mount namespace): the probe must
+/// fail, no compile may run there, and the build must equal the plain one.
+#[test]
+fn worker_with_a_different_assembler_gets_no_jobs() {
+    let fake = fake_assembler();
+    let real_as = std::fs::canonicalize("/usr/bin/as").expect("/usr/bin/as");
+    let worker = NetnsWorker::start_with_setup(
+        2,
+        &format!("mount --bind {} {}", fake.display(), real_as.display()),
+    );
+    let project = projects::tiny(6);
+    let both = run_twice(&Twice {
+        name: "probe_different_assembler",
+        materialize: &|root| project.materialize(root),
+        cwd: ".",
+        argv: project.make_argv(3, "gcc"),
+        env: vec![],
+        stdin: None,
+        offload_args: via(&worker),
+    });
+    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    let s = &both.summary;
+    assert!(
+        s.remote == 0 && s.fell_back == 0,
+        "no compile may run on a worker that failed the probe\n{}",
+        both.context()
+    );
+    assert!(
+        both.summary_text.contains("failed the toolchain probe")
+            && both.summary_text.contains("gives different output there"),
+        "the probe's failure (different objects) must be reported\n{}",
+        both.context()
+    );
+    let _ = std::fs::remove_dir_all(fake.parent().expect("dir"));
+}
