@@ -144,22 +144,51 @@ impl Coordinator {
                 return;
             }
         };
-        let req = match req {
-            Request::LocalSlot { reason } => {
-                self.stats.local_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, &reason, r, w).await;
-            }
-            Request::Compile(c) => c,
-        };
         tracing::debug!("request received");
-        let (args, rsp_files) = match expand(&req) {
-            Ok(x) => x,
-            Err(reason) => {
-                self.stats.local_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, &reason, r, w).await;
+        let outcome = match req {
+            Request::LocalSlot { reason } => Outcome::Local(reason),
+            Request::Compile(req) => self.attempt(&req).await,
+        };
+        let (grant, reason) = match outcome {
+            Outcome::Done {
+                status,
+                stdout,
+                stderr,
+            } => {
+                self.stats.remote.fetch_add(1, Ordering::Relaxed);
+                let reply = Reply::Finished {
+                    status,
+                    stdout_len: stdout.len() as u64,
+                };
+                let mut payload = stdout;
+                payload.extend_from_slice(&stderr);
+                if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
+                    self.stats
+                        .warn(format!("cannot answer a compiler wrapper: {e}"));
+                }
+                return;
             }
+            Outcome::LocalGranted(reason) => {
+                self.stats.local_because(&reason);
+                (Grant::Local, reason)
+            }
+            Outcome::Local(reason) => {
+                self.stats.local_because(&reason);
+                (self.sched.acquire(false, u64::MAX).await, reason)
+            }
+            Outcome::FellBack(reason) => {
+                self.stats.fell_back_because(&reason);
+                (self.sched.acquire(false, u64::MAX).await, reason)
+            }
+        };
+        self.run_local(grant, &reason, r, w).await;
+    }
+
+    /// Decides about one compile and, if it can, runs it on a worker.
+    async fn attempt(&self, req: &CompileRequest) -> Outcome {
+        let (args, rsp_files) = match expand(req) {
+            Ok(x) => x,
+            Err(reason) => return Outcome::Local(reason),
         };
         let name = Path::new(&req.compiler)
             .file_name()
@@ -167,63 +196,24 @@ impl Coordinator {
             .unwrap_or("cc");
         let compile = match classify::classify(name, &args) {
             Classification::Remote(c) => c,
-            Classification::Local(reason) => {
-                let reason = reason.to_string();
-                self.stats.local_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, &reason, r, w).await;
-            }
+            Classification::Local(reason) => return Outcome::Local(reason.to_string()),
         };
         // The source's size estimates the compile's cost: the biggest waiting job goes first.
         let cost =
             std::fs::metadata(Path::new(&req.cwd).join(&compile.source)).map_or(0, |m| m.len());
-        let grant = self.sched.acquire(true, cost).await;
-        let Grant::Remote(n) = grant else {
-            const WHY: &str = "a host slot was free before a worker slot";
-            self.stats.local_because(WHY);
-            return self.run_local(grant, WHY, r, w).await;
+        let Grant::Remote(n) = self.sched.acquire(true, cost).await else {
+            return Outcome::LocalGranted("a host slot was free before a worker slot".into());
         };
         let cxx = matches!(
             compile.language,
             classify::Language::Cxx | classify::Language::PreprocessedCxx
         );
-        if let Err(reason) = self.probe(n, &req, cxx).await {
-            self.sched.release(grant);
-            self.stats.local_because(&reason);
-            let g = self.sched.acquire(false, u64::MAX).await;
-            return self.run_local(g, &reason, r, w).await;
-        }
-        let outcome = self.remote(n, &req, &compile, &rsp_files).await;
-        self.sched.release(grant);
-        let (status, mut payload, stdout_len) = match outcome {
-            Outcome::Done {
-                status,
-                stdout,
-                stderr,
-            } => {
-                let n = stdout.len() as u64;
-                let mut payload = stdout;
-                payload.extend_from_slice(&stderr);
-                (status, payload, n)
-            }
-            Outcome::Local(reason) => {
-                self.stats.local_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, &reason, r, w).await;
-            }
-            Outcome::FellBack(reason) => {
-                self.stats.fell_back_because(&reason);
-                let g = self.sched.acquire(false, u64::MAX).await;
-                return self.run_local(g, "remote failure", r, w).await;
-            }
+        let outcome = match self.probe(n, req, cxx).await {
+            Ok(()) => self.remote(n, req, &compile, &rsp_files).await,
+            Err(reason) => Outcome::Local(reason),
         };
-        self.stats.remote.fetch_add(1, Ordering::Relaxed);
-        let reply = Reply::Finished { status, stdout_len };
-        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
-            self.stats
-                .warn(format!("cannot answer a compiler wrapper: {e}"));
-        }
-        payload.clear();
+        self.sched.release(Grant::Remote(n));
+        outcome
     }
 
     /// Runs one compile on worker `n` (whose slot the caller holds) and writes its outputs.
@@ -377,8 +367,10 @@ enum Outcome {
         /// Its standard error.
         stderr: Vec<u8>,
     },
-    /// It must run locally (found while preparing); nothing was sent.
+    /// It must run locally; nothing was sent.
     Local(String),
+    /// It runs locally on the local slot the scheduler granted.
+    LocalGranted(String),
     /// The remote attempt failed; it runs locally.
     FellBack(String),
 }

@@ -104,7 +104,9 @@ pub async fn run(
                 stderr,
             } => (status, stdout, stderr),
             // Our own probe cannot be compiled there (or here: a failed scan): prove nothing.
-            Outcome::Local(why) | Outcome::FellBack(why) => return Err(why),
+            Outcome::Local(why) | Outcome::LocalGranted(why) | Outcome::FellBack(why) => {
+                return Err(why);
+            }
         };
         let remote_files = take_new(&cwd, &before)?;
         let local_status = match local.status.code() {
