@@ -53,6 +53,9 @@ enum Command {
         /// Where the file store, toolchains and job roots live.
         #[arg(long, default_value = "/var/tmp/offload-worker")]
         work_dir: PathBuf,
+        /// Most bytes the worker's file store keeps, in MiB (least recently used files go first).
+        #[arg(long, default_value_t = 10240)]
+        store_max_mib: u64,
         /// Write the bound address to this file once listening.
         #[arg(long)]
         port_file: Option<PathBuf>,
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             work_dir,
             port_file,
             job_user,
+            store_max_mib,
         } => rt.block_on(async move {
             // SAFETY: plain syscall.
             let root = unsafe { libc::geteuid() } == 0;
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     .map(|s| s.trim().to_owned())
                     .unwrap_or_else(|_| "worker".into()),
                 job_user,
+                store_max_bytes: store_max_mib.saturating_mul(1 << 20),
             };
             let worker = offload_worker::Worker::new(config)?;
             let listener = tokio::net::TcpListener::bind(listen)

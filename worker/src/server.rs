@@ -40,6 +40,8 @@ pub struct Config {
     pub name: String,
     /// Who compiles run as (the worker must be root to switch).
     pub job_user: Option<JobUser>,
+    /// Most bytes the file store keeps (least recently used files go first).
+    pub store_max_bytes: u64,
 }
 
 /// Most bytes a job's blobs or outputs may add up to.
@@ -51,7 +53,7 @@ const MAX_TIMEOUT_SECS: u32 = 3600;
 #[derive(Debug)]
 pub struct Worker {
     config: Config,
-    store: Store,
+    store: Arc<Store>,
     toolchains: Toolchains,
     slots: Semaphore,
     next_root: AtomicU64,
@@ -91,11 +93,12 @@ impl Worker {
             std::fs::remove_dir_all(&jobs).map_err(wd)?;
         }
         std::fs::create_dir_all(&jobs).map_err(wd)?;
-        let store = Store::open(&config.work_dir.join("store")).map_err(wd)?;
+        let store =
+            Store::open(&config.work_dir.join("store"), config.store_max_bytes).map_err(wd)?;
         let toolchains = Toolchains::new(&config.work_dir.join("toolchains"));
         Ok(Arc::new(Worker {
             slots: Semaphore::new(config.slots as usize),
-            store,
+            store: Arc::new(store),
             toolchains,
             next_root: AtomicU64::new(0),
             config,
@@ -212,6 +215,8 @@ impl Worker {
                 missing.push(*digest);
             }
         }
+        // The job's blobs become the most recently used: eviction takes others first.
+        self.store.touch(seen.iter().copied());
         let need = Message::NeedBlobs(NeedBlobs {
             job_id: id,
             digests: missing.clone(),
@@ -289,10 +294,12 @@ impl Worker {
             "job timings"
         );
         let root_path = root.root.clone();
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = root.remove() {
                 tracing::warn!("cannot remove {}: {e}", root_path.display());
             }
+            store.evict();
         });
         result
     }
