@@ -33,6 +33,9 @@ const TABLE: &[(&str, bool, Rule)] = &[
     ("LD_PRELOAD", false, Rule::LocalOnly),
     ("LOCPATH", false, Rule::LocalOnly),
     ("OBJC_INCLUDE_PATH", false, Rule::Forward),
+    // gcc names the compile directory after PWD when it is the same directory as "." (a
+    // path through a link); the job's tree reproduces the links on the way to it.
+    ("PWD", false, Rule::Forward),
     ("SOURCE_DATE_EPOCH", false, Rule::Forward),
     ("SUNPRO_DEPENDENCIES", false, Rule::LocalOnly),
     ("TERM", false, Rule::Forward),
