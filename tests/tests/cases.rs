@@ -531,7 +531,11 @@ void f() { std::vector<NoLess> v(3); std::sort(v.begin(), v.end()); }\n",
     },
     Case {
         name: "pwd_through_symlink",
-        files: &[("real/a.c", T(A_C)), ("real/lib.h", T(LIB_H)), ("link", L("real"))],
+        files: &[
+            ("real/a.c", T(A_C)),
+            ("real/lib.h", T(LIB_H)),
+            ("link", L("real")),
+        ],
         cwd: "link",
         env: &[("PWD", "{root}/link")],
         argv: &["gcc", "-g", "-c", "a.c"],
