@@ -530,6 +530,18 @@ void f() { std::vector<NoLess> v(3); std::sort(v.begin(), v.end()); }\n",
         ..BASE
     },
     Case {
+        name: "output_is_a_symlink",
+        files: &[
+            ("a.c", T(A_C)),
+            ("lib.h", T(LIB_H)),
+            ("objs/real.o", T("old\n")),
+            ("a.o", L("objs/real.o")),
+        ],
+        argv: &["gcc", "-c", "a.c"],
+        expect: Local,
+        ..BASE
+    },
+    Case {
         name: "pwd_through_symlink",
         files: &[
             ("real/a.c", T(A_C)),
@@ -729,7 +741,7 @@ cases! {
     cxx_iostream_o2_g cxx_driver_cplusplus warning_wall_wextra werror_fails error_exit_1
     error_in_header cxx_template_error missing_header absolute_include_dir
     isystem_iquote_idirafter include_next define_with_spaces_and_quotes space_and_utf8_in_paths
-    cpath_env asm_with_cpp plain_asm pragma_once_through_symlink pwd_through_symlink missing_include_dir_warning
+    cpath_env asm_with_cpp plain_asm pragma_once_through_symlink output_is_a_symlink pwd_through_symlink missing_include_dir_warning
     debug_prefix_map dwarf4_pic_flags clang_md_g clangxx_iostream_o2_g preprocess_e_local deps_only_m_local link_local
     two_sources_local march_native_local stdin_local syntax_only_local lto_local
     output_to_stdout_local

@@ -458,6 +458,15 @@ fn build_tree(
         }
     }
 
+    // gcc writes through a link at the output's path; offload would replace the link.
+    if std::fs::symlink_metadata(cwd.join(&compile.output))
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(format!(
+            "output {} is a symbolic link",
+            compile.output.display()
+        ));
+    }
     // An output that is also an input would be written into the worker's store.
     if let Ok(real) = std::fs::canonicalize(cwd.join(&compile.output))
         && inputs.contains(&real)
