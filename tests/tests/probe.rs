@@ -83,3 +83,42 @@ fn worker_with_a_different_assembler_gets_no_jobs() {
     );
     let _ = std::fs::remove_dir_all(fake.parent().expect("dir"));
 }
+
+/// With a good worker beside the bad one, compiles go to the good one.
+#[test]
+fn jobs_go_to_the_worker_that_passed_the_probe() {
+    let fake = fake_assembler();
+    let real_as = std::fs::canonicalize("/usr/bin/as").expect("/usr/bin/as");
+    let bad = NetnsWorker::start_with_setup(
+        2,
+        &format!("mount --bind {} {}", fake.display(), real_as.display()),
+    );
+    let good = NetnsWorker::start(2);
+    let project = projects::tiny(8);
+    let both = run_twice(&Twice {
+        name: "probe_good_and_bad_worker",
+        materialize: &|root| project.materialize(root),
+        cwd: ".",
+        argv: project.make_argv(4, "gcc"),
+        env: vec![],
+        stdin: None,
+        offload_args: vec![
+            "--worker".into(),
+            bad.worker_arg(),
+            "--worker".into(),
+            good.worker_arg(),
+            "-j".into(),
+            "1".into(),
+        ],
+    });
+    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    let s = &both.summary;
+    assert!(
+        s.remote > 0
+            && s.fell_back == 0
+            && both.summary_text.contains("failed the toolchain probe"),
+        "compiles must go to the good worker, none to the bad one\n{}",
+        both.context()
+    );
+    let _ = std::fs::remove_dir_all(fake.parent().expect("dir"));
+}

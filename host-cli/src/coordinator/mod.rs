@@ -201,17 +201,39 @@ impl Coordinator {
         // The source's size estimates the compile's cost: the biggest waiting job goes first.
         let cost =
             std::fs::metadata(Path::new(&req.cwd).join(&compile.source)).map_or(0, |m| m.len());
-        let Grant::Remote(n) = self.sched.acquire(true, cost).await else {
-            return Outcome::LocalGranted("a host slot was free before a worker slot".into());
-        };
         let cxx = matches!(
             compile.language,
             classify::Language::Cxx | classify::Language::PreprocessedCxx
         );
-        let outcome = match self.probe(n, req, cxx).await {
-            Ok(()) => self.remote(n, req, &compile, &rsp_files).await,
-            Err(reason) => Outcome::Local(reason),
+        // Workers that failed this compiler's probe are skipped; the last failure is the
+        // reason if no other worker and no local slot is left.
+        let mut failed_probe = Vec::new();
+        let n = loop {
+            match self
+                .sched
+                .acquire_excluding(true, cost, failed_probe.clone())
+                .await
+            {
+                Grant::Local if failed_probe.is_empty() => {
+                    return Outcome::LocalGranted(
+                        "a host slot was free before a worker slot".into(),
+                    );
+                }
+                Grant::Local => {
+                    return Outcome::LocalGranted(
+                        "the free workers failed the toolchain probe".into(),
+                    );
+                }
+                Grant::Remote(n) => match self.probe(n, req, cxx).await {
+                    Ok(()) => break n,
+                    Err(_) => {
+                        self.sched.release(Grant::Remote(n));
+                        failed_probe.push(n);
+                    }
+                },
+            }
         };
+        let outcome = self.remote(n, req, &compile, &rsp_files).await;
         self.sched.release(Grant::Remote(n));
         outcome
     }

@@ -34,6 +34,8 @@ struct Waiter {
     cost: u64,
     seq: u64,
     remote_ok: bool,
+    /// Workers this job must not go to (they failed its compiler's probe).
+    exclude: Vec<usize>,
     tx: oneshot::Sender<Grant>,
 }
 
@@ -102,6 +104,16 @@ impl Scheduler {
     /// Waits for a grant. With `remote_ok` false only a local slot is granted. Among
     /// waiting jobs, the one with the highest `cost` is served first.
     pub async fn acquire(&self, remote_ok: bool, cost: u64) -> Grant {
+        self.acquire_excluding(remote_ok, cost, Vec::new()).await
+    }
+
+    /// [`Scheduler::acquire`], never granting the workers in `exclude`.
+    pub async fn acquire_excluding(
+        &self,
+        remote_ok: bool,
+        cost: u64,
+        exclude: Vec<usize>,
+    ) -> Grant {
         let (tx, mut rx) = oneshot::channel();
         {
             let mut s = self.lock();
@@ -111,6 +123,7 @@ impl Scheduler {
                 cost,
                 seq,
                 remote_ok,
+                exclude,
                 tx,
             });
             dispatch(&mut s);
@@ -172,7 +185,11 @@ fn dispatch(s: &mut State) {
     let now = Instant::now();
     let mut i = 0;
     while i < s.waiting.len() {
-        let Some(g) = try_grant(s, s.waiting[i].remote_ok, now) else {
+        let w = &s.waiting[i];
+        let (remote_ok, exclude) = (w.remote_ok, std::mem::take(&mut s.waiting[i].exclude));
+        let granted = try_grant(s, remote_ok, &exclude, now);
+        s.waiting[i].exclude = exclude;
+        let Some(g) = granted else {
             i += 1;
             continue;
         };
@@ -184,8 +201,8 @@ fn dispatch(s: &mut State) {
     }
 }
 
-fn try_grant(s: &mut State, remote_ok: bool, now: Instant) -> Option<Grant> {
-    if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots) {
+fn try_grant(s: &mut State, remote_ok: bool, exclude: &[usize], now: Instant) -> Option<Grant> {
+    if remote_ok && let Some(n) = pick(&s.workers, exclude, now, |w| w.in_flight < w.slots) {
         s.workers[n].in_flight += 1;
         return Some(Grant::Remote(n));
     }
@@ -193,7 +210,11 @@ fn try_grant(s: &mut State, remote_ok: bool, now: Instant) -> Option<Grant> {
         s.local_free -= 1;
         return Some(Grant::Local);
     }
-    if remote_ok && let Some(n) = pick(&s.workers, now, |w| w.in_flight < w.slots + w.queue) {
+    if remote_ok
+        && let Some(n) = pick(&s.workers, exclude, now, |w| {
+            w.in_flight < w.slots + w.queue
+        })
+    {
         s.workers[n].in_flight += 1;
         return Some(Grant::Remote(n));
     }
@@ -201,11 +222,16 @@ fn try_grant(s: &mut State, remote_ok: bool, now: Instant) -> Option<Grant> {
 }
 
 /// The usable worker with the fewest jobs in flight per slot that passes `ok`.
-fn pick(workers: &[WorkerSlots], now: Instant, ok: impl Fn(&WorkerSlots) -> bool) -> Option<usize> {
+fn pick(
+    workers: &[WorkerSlots],
+    exclude: &[usize],
+    now: Instant,
+    ok: impl Fn(&WorkerSlots) -> bool,
+) -> Option<usize> {
     workers
         .iter()
         .enumerate()
-        .filter(|(_, w)| w.down_until.is_none_or(|t| t <= now) && ok(w))
+        .filter(|(i, w)| !exclude.contains(i) && w.down_until.is_none_or(|t| t <= now) && ok(w))
         .min_by_key(|(_, w)| w.in_flight * 1000 / w.slots.max(1))
         .map(|(i, _)| i)
 }
@@ -216,7 +242,7 @@ mod tests {
     use std::sync::Arc;
 
     fn try_now(s: &Scheduler, remote_ok: bool) -> Option<Grant> {
-        try_grant(&mut s.lock(), remote_ok, Instant::now())
+        try_grant(&mut s.lock(), remote_ok, &[], Instant::now())
     }
 
     #[tokio::test]
@@ -244,6 +270,19 @@ mod tests {
         assert_eq!(try_now(&s, true), None);
         s.worker_ok(w);
         assert_eq!(s.acquire(true, 0).await, Grant::Remote(w));
+    }
+
+    #[tokio::test]
+    async fn excluded_workers_are_never_granted() {
+        let s = Scheduler::new(1);
+        let a = s.add_worker(1, 0);
+        let b = s.add_worker(1, 0);
+        assert_eq!(
+            s.acquire_excluding(true, 0, vec![a]).await,
+            Grant::Remote(b)
+        );
+        assert_eq!(s.acquire_excluding(true, 0, vec![a]).await, Grant::Local);
+        assert_eq!(s.acquire(true, 0).await, Grant::Remote(a));
     }
 
     #[tokio::test]
