@@ -13,6 +13,8 @@ pub struct ContentFlags {
     pub date_time: bool,
     /// Mentions `incbin` (the assembler reads a file the dependency scan does not list).
     pub incbin: bool,
+    /// Mentions `.include` (in preprocessed assembly, the assembler reads that file).
+    pub asm_include: bool,
     /// The literal arguments of its `__has_include(...)` / `__has_include_next(...)` calls.
     pub has_include: Vec<HasInclude>,
     /// A `__has_include` call with a non-literal argument.
@@ -41,6 +43,7 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
         date_time: memmem::find(bytes, b"__DATE__").is_some()
             || memmem::find(bytes, b"__TIME__").is_some(),
         incbin: memmem::find(bytes, b"incbin").is_some(),
+        asm_include: memmem::find(bytes, b".include").is_some(),
         pragma_once: memmem::find(bytes, b"pragma once").is_some(),
         ..ContentFlags::default()
     };

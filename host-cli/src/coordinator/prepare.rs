@@ -5,16 +5,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, JobRequest};
-use offload_shared::tree::{EntryKind, TreeEntry};
-use offload_shared::walk::{Node, PathWalker, Resolved};
 
 use super::content::{self, ContentFlags};
-use super::scancache::{ScanCache, ScanKey, Witnesses};
+use super::scancache::{ScanCache, ScanKey};
+use super::tree::build_tree;
 use super::{builtin, depfile, envpolicy};
 use crate::classify::{Compile, Language};
 use crate::ipc::CompileRequest;
@@ -34,21 +33,28 @@ pub struct Prepared {
     pub scan_reused: bool,
 }
 
+/// What is known of an input file's bytes.
 #[derive(Debug, Clone)]
-struct FileInfo {
+pub struct FileInfo {
     key: (i64, i64, u64, u64, u64),
-    digest: Digest,
-    size: u64,
-    executable: bool,
-    flags: Arc<ContentFlags>,
+    /// Content digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Any execute bit.
+    pub executable: bool,
+    /// What its text says.
+    pub flags: Arc<ContentFlags>,
 }
 
 /// What the compiler searches by itself: its include directories, and files its driver
 /// probes (clang's GCC installation).
 #[derive(Debug, Default)]
-struct Builtins {
-    dirs: Vec<PathBuf>,
-    probes: Vec<PathBuf>,
+pub struct Builtins {
+    /// Include directories, in search order.
+    pub dirs: Vec<PathBuf>,
+    /// Files the driver probes to choose them.
+    pub probes: Vec<PathBuf>,
 }
 
 /// Built-ins by (compiler, C++?).
@@ -68,7 +74,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Caches {
-    fn file(&self, path: &Path) -> std::io::Result<FileInfo> {
+    /// The digest and content facts of the file at `path`, hashed once per version.
+    pub fn file(&self, path: &std::path::Path) -> std::io::Result<FileInfo> {
         let meta = std::fs::metadata(path)?;
         let key = (
             meta.mtime(),
@@ -159,10 +166,6 @@ fn host_has_locale(name: &str) -> bool {
         libc::freelocale(l);
         true
     }
-}
-
-fn env_get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 /// Runs the dependency scan and builds the job, or says why it must run locally.
@@ -269,251 +272,4 @@ async fn scan(req: &CompileRequest, compile: &Compile) -> Result<Vec<String>, St
     Ok(depfile::prerequisites(&String::from_utf8_lossy(
         &out.stdout,
     )))
-}
-
-/// The tree of a job and the host-side facts about it.
-struct TreeParts {
-    tree: Vec<TreeEntry>,
-    blobs: HashMap<Digest, PathBuf>,
-    writable: HashSet<PathBuf>,
-    inputs: HashSet<PathBuf>,
-    /// What proves the scan still valid later; `None` when not asked for or not possible.
-    witnesses: Option<Witnesses>,
-}
-
-fn build_tree(
-    req: &CompileRequest,
-    compile: &Compile,
-    rsp_files: &[PathBuf],
-    deps: &[String],
-    builtins: &Builtins,
-    caches: &Caches,
-    want_witnesses: bool,
-) -> Result<TreeParts, String> {
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
-    let cwd = PathBuf::from(&req.cwd);
-    let mut w = PathWalker::new();
-    let mut writable = HashSet::new();
-    match w
-        .resolve(&cwd, Path::new("/"))
-        .map_err(|e| io("cwd", &cwd, e))?
-    {
-        Resolved::Dir(d) => {
-            writable.insert(d);
-        }
-        _ => return Err("the working directory is not a directory".into()),
-    }
-    if let Some(pwd) = env_get(&req.env, "PWD") {
-        w.resolve(Path::new(pwd), &cwd)
-            .map_err(|e| io("PWD", Path::new(pwd), e))?;
-    }
-    for d in &compile.output_dirs {
-        match w
-            .resolve(d, &cwd)
-            .map_err(|e| io("output directory", d, e))?
-        {
-            Resolved::Dir(real) => {
-                writable.insert(real);
-            }
-            _ => return Err(format!("output directory {} does not exist", d.display())),
-        }
-    }
-
-    // Every directory the preprocessor may search, so that the worker sees the same
-    // directories exist (and `__has_include` probes find the same files).
-    let mut search: Vec<PathBuf> = compile
-        .include_dirs
-        .iter()
-        .map(|(_, d)| cwd.join(d))
-        .collect();
-    let path_vars: &[&str] =
-        if matches!(compile.language, Language::Cxx | Language::PreprocessedCxx) {
-            &["CPATH", "CPLUS_INCLUDE_PATH"]
-        } else {
-            &["CPATH", "C_INCLUDE_PATH"]
-        };
-    for var in path_vars {
-        if let Some(v) = env_get(&req.env, var) {
-            search.extend(v.split(':').map(|d| {
-                if d.is_empty() {
-                    cwd.clone()
-                } else {
-                    cwd.join(d)
-                }
-            }));
-        }
-    }
-    search.extend(builtins.dirs.iter().cloned());
-    for d in &search {
-        w.resolve(d, &cwd)
-            .map_err(|e| io("include directory", d, e))?;
-    }
-    for p in &builtins.probes {
-        w.resolve(p, &cwd).map_err(|e| io("compiler probe", p, e))?;
-    }
-
-    let mut inputs = HashSet::new();
-    for dep in deps
-        .iter()
-        .map(PathBuf::from)
-        .chain(rsp_files.iter().cloned())
-    {
-        match w.resolve(&dep, &cwd).map_err(|e| io("input", &dep, e))? {
-            Resolved::File(real) => {
-                inputs.insert(real);
-            }
-            _ => return Err(format!("input {} is not a regular file", dep.display())),
-        }
-        let gch = cwd.join(format!("{}.gch", dep.display()));
-        if std::fs::symlink_metadata(&gch).is_ok() {
-            return Err(format!("a precompiled header {} exists", gch.display()));
-        }
-    }
-    let sde = env_get(&req.env, "SOURCE_DATE_EPOCH").is_some();
-    let asm = matches!(compile.language, Language::AsmCpp);
-    let mut probes: Vec<(String, bool)> = Vec::new();
-    let mut once = false;
-    let mut includes: Vec<String> = Vec::new();
-    let mut cacheable = want_witnesses;
-    for real in &inputs {
-        let info = caches.file(real).map_err(|e| io("input", real, e))?;
-        let f = &info.flags;
-        if f.timestamp {
-            return Err(format!("{} uses __TIMESTAMP__", real.display()));
-        }
-        if f.date_time && !sde {
-            return Err(format!(
-                "{} uses __DATE__/__TIME__ without SOURCE_DATE_EPOCH",
-                real.display()
-            ));
-        }
-        if f.incbin
-            || (asm
-                && memchr::memmem::find(&std::fs::read(real).unwrap_or_default(), b".include")
-                    .is_some())
-        {
-            return Err(format!("{} makes the assembler read files", real.display()));
-        }
-        if f.has_include_computed {
-            return Err(format!("{} has a computed __has_include", real.display()));
-        }
-        probes.extend(f.has_include.iter().map(|h| (h.name.clone(), h.quoted)));
-        once |= f.pragma_once;
-        cacheable &= !f.include_computed;
-        includes.extend(f.includes.iter().map(|h| h.name.clone()));
-        includes.extend(f.has_include.iter().map(|h| h.name.clone()));
-    }
-    let witnesses = cacheable.then(|| {
-        let mut w = Witnesses::default();
-        for dep in deps {
-            w.record(cwd.join(dep));
-        }
-        let mut names: Vec<&String> = includes.iter().collect();
-        names.sort();
-        names.dedup();
-        let mut dirs: Vec<PathBuf> = deps
-            .iter()
-            .filter_map(|d| cwd.join(d).parent().map(Path::to_owned))
-            .chain(search.iter().cloned())
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        for d in &dirs {
-            for name in &names {
-                w.record(d.join(name));
-            }
-        }
-        w
-    });
-    if once {
-        // gcc lists a `#pragma once` header reached under a second name (a link) only
-        // once, so the second name would be missing remotely: probe every included name
-        // that no listed dependency ends with.
-        probes.extend(
-            includes
-                .into_iter()
-                .filter(|name| {
-                    !deps
-                        .iter()
-                        .any(|d| d == name || d.ends_with(&format!("/{name}")))
-                })
-                .map(|name| (name, true)),
-        );
-    }
-    if !probes.is_empty() {
-        let mut dirs: Vec<PathBuf> = deps
-            .iter()
-            .filter_map(|d| cwd.join(d).parent().map(Path::to_owned))
-            .collect();
-        dirs.extend(search.iter().cloned());
-        let mut seen = HashSet::new();
-        dirs.retain(|d| seen.insert(d.clone()));
-        probes.sort();
-        probes.dedup();
-        for (name, _) in &probes {
-            for d in &dirs {
-                w.resolve(&d.join(name), &cwd)
-                    .map_err(|e| io("probe", d, e))?;
-            }
-        }
-    }
-
-    // gcc writes through a link at the output's path; offload would replace the link.
-    if std::fs::symlink_metadata(cwd.join(&compile.output))
-        .is_ok_and(|m| m.file_type().is_symlink())
-    {
-        return Err(format!(
-            "output {} is a symbolic link",
-            compile.output.display()
-        ));
-    }
-    // An output that is also an input would be written into the worker's store.
-    if let Ok(real) = std::fs::canonicalize(cwd.join(&compile.output))
-        && inputs.contains(&real)
-    {
-        return Err(format!(
-            "output {} is also an input",
-            compile.output.display()
-        ));
-    }
-
-    let mut tree = Vec::with_capacity(w.nodes().len());
-    let mut blobs = HashMap::new();
-    for (path, node) in w.nodes() {
-        let Some(p) = path.to_str() else {
-            return Err(format!("path {} is not UTF-8", path.display()));
-        };
-        let kind = match node {
-            Node::Dir => EntryKind::Dir {
-                writable: writable.contains(path),
-            },
-            Node::Symlink(t) => EntryKind::Symlink {
-                target: t
-                    .to_str()
-                    .ok_or_else(|| format!("link target {} is not UTF-8", t.display()))?
-                    .to_owned(),
-            },
-            Node::File => {
-                let info = caches.file(path).map_err(|e| io("input", path, e))?;
-                blobs.insert(info.digest, path.clone());
-                inputs.insert(path.clone());
-                EntryKind::File {
-                    digest: info.digest,
-                    size: info.size,
-                    executable: info.executable,
-                }
-            }
-        };
-        tree.push(TreeEntry {
-            path: p.to_owned(),
-            kind,
-        });
-    }
-    Ok(TreeParts {
-        tree,
-        blobs,
-        writable,
-        inputs,
-        witnesses,
-    })
 }
