@@ -38,6 +38,11 @@ pub struct CompileRequest {
     pub env: Vec<(String, String)>,
     /// The wrapper's umask, for the modes of files written for it.
     pub umask: u32,
+    /// The wrapper's standard error is a terminal (gcc then colours its diagnostics).
+    pub stderr_tty: bool,
+    /// The width of the terminal on standard input, if it is one (gcc fits its source
+    /// excerpts to it).
+    pub stdin_columns: Option<u16>,
 }
 
 /// Coordinator → wrapper.

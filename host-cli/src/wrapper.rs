@@ -131,7 +131,17 @@ fn describe(real: &Path, args: &[OsString]) -> Option<CompileRequest> {
         cwd,
         env,
         umask: umask as u32,
+        stderr_tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stdin_columns: terminal_columns(),
     })
+}
+
+/// The column count of the terminal on standard input, as gcc asks for it.
+fn terminal_columns() -> Option<u16> {
+    // SAFETY: TIOCGWINSZ fills a winsize we own; failure leaves it zeroed.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(ws.ws_col)
 }
 
 /// The exit code that reproduces `status` for the wrapper's parent: a signal is re-raised.

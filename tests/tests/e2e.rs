@@ -17,6 +17,7 @@ mod faults;
 mod harness;
 mod probe;
 mod rescan;
+mod terminal;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.
 fn via(worker: &offload_e2e::NetnsWorker) -> Vec<String> {

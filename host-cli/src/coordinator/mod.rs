@@ -13,6 +13,7 @@ pub mod remote;
 pub mod scancache;
 pub mod sched;
 pub mod stats;
+pub mod terminal;
 pub mod tree;
 
 use std::ffi::OsString;

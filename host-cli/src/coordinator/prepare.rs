@@ -14,7 +14,7 @@ use offload_shared::protocol::{CompilerRef, JobRequest};
 use super::content::{self, ContentFlags};
 use super::scancache::{ScanCache, ScanKey};
 use super::tree::build_tree;
-use super::{builtin, depfile, envpolicy};
+use super::{builtin, depfile, envpolicy, terminal};
 use crate::classify::{Compile, Language};
 use crate::ipc::CompileRequest;
 
@@ -177,7 +177,8 @@ pub async fn prepare(
     job_id: u64,
     timeout_secs: u32,
 ) -> Result<Prepared, String> {
-    let env = envpolicy::remote_env(&req.env, &host_has_locale)?;
+    let mut env = envpolicy::remote_env(&req.env, &host_has_locale)?;
+    let terminal = terminal::adapt(req, &mut env)?;
     let compiler = caches.compiler(&req.compiler).await?;
     let cxx = matches!(compile.language, Language::Cxx | Language::PreprocessedCxx);
     let builtins = caches.builtins(&req.compiler, cxx).await;
@@ -234,6 +235,7 @@ pub async fn prepare(
                 job_id,
                 compiler,
                 argv: std::iter::once(req.compiler.clone())
+                    .chain(terminal.extra_args.iter().map(|a| a.to_string()))
                     .chain(req.args.iter().cloned())
                     .collect(),
                 cwd: req.cwd.clone(),

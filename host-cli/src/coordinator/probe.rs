@@ -96,6 +96,8 @@ pub async fn run(
             cwd: cwd.to_string_lossy().into_owned(),
             env: req.env.clone(),
             umask: req.umask,
+            stderr_tty: false,
+            stdin_columns: None,
         };
         let (status, stdout, stderr) = match coord.remote(n, &probe_req, &compile, &[]).await {
             Outcome::Done {
