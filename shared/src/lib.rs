@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod digest;
+pub mod ident;
 pub mod protocol;
 pub mod tree;
 pub mod walk;

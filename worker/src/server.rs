@@ -44,6 +44,43 @@ pub struct Config {
     pub store_max_bytes: u64,
 }
 
+/// An environment: (name, value) pairs.
+type Env = Vec<(String, String)>;
+
+/// The command and environment a job runs with. The host's own compiler runs the job's
+/// command unchanged. A cross compiler searches the host's include directories (`-isystem
+/// DIR…` at the end, after the command's own `-isystem`s; not recorded in objects), and its
+/// assembler's shim rewrites its `.ident` to the host's. The probe proves the result equal.
+fn cross_command(
+    job: &JobRequest,
+    cross: Option<&crate::toolchain::Cross>,
+) -> Result<(Vec<String>, Env), String> {
+    let Some(cross) = cross else {
+        return Ok((job.argv.clone(), job.env.clone()));
+    };
+    let has = |flag: &str| job.argv.iter().skip(1).any(|a| a == flag);
+    if has("-nostdinc++") || has("-frecord-gcc-switches") {
+        return Err(
+            "a cross compiler cannot reproduce -nostdinc++ or -frecord-gcc-switches".into(),
+        );
+    }
+    let mut argv = job.argv.clone();
+    // The host's own directories as -isystem, after the command's own: searched before the
+    // cross compiler's, which hold nothing in a job root (headers come from the host). Not
+    // -nostdinc: that would also drop gcc's implicit <stdc-predef.h>.
+    if !has("-nostdinc") {
+        for d in &job.system_include_dirs {
+            argv.push("-isystem".into());
+            argv.push(d.clone());
+        }
+    }
+    let mut env = job.env.clone();
+    env.push(("OFFLOAD_AS_REAL".into(), crate::toolchain::REAL_AS.into()));
+    env.push(("OFFLOAD_IDENT_FROM".into(), cross.ident.clone()));
+    env.push(("OFFLOAD_IDENT_TO".into(), job.compiler.ident.clone()));
+    Ok((argv, env))
+}
+
 /// Most bytes a job's blobs or outputs may add up to.
 const MAX_JOB_BYTES: u64 = 1 << 30;
 /// Longest compile accepted.
@@ -272,12 +309,18 @@ impl Worker {
             // Blocking file-system work; the worker's thread pool has room for it.
             tokio::task::block_in_place(move || {
                 let tc = toolchains
-                    .get(&job.compiler.path, &job.compiler.digest)
+                    .get(
+                        &job.compiler.path,
+                        &job.compiler.digest,
+                        &job.compiler.version,
+                    )
                     .map_err(|e| e.to_string())?;
-                JobRoot::create(&root_dir, &tc, &job.tree, store, user).map_err(|e| e.to_string())
+                let root = JobRoot::create(&root_dir, &tc, &job.tree, store, user)
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((root, tc.cross.clone()))
             })
         };
-        let root = match root {
+        let (root, cross) = match root {
             Ok(r) => r,
             Err(e) => {
                 let _ =
@@ -286,7 +329,10 @@ impl Worker {
             }
         };
         let t1 = std::time::Instant::now();
-        let result = self.compile_in(&root, &job, user).await;
+        let result = match cross_command(&job, cross.as_ref()) {
+            Ok((argv, env)) => self.compile_in(&root, &job, &argv, &env, user).await,
+            Err(e) => Err(e),
+        };
         tracing::debug!(
             job = job.job_id,
             root_us = (t1 - t0).as_micros() as u64,
@@ -308,15 +354,17 @@ impl Worker {
         &self,
         root: &JobRoot,
         job: &JobRequest,
+        argv: &[String],
+        env: &[(String, String)],
         user: Option<JobUser>,
     ) -> Result<(JobDone, Vec<u8>), String> {
         let timeout = Duration::from_secs(job.timeout_secs.clamp(1, MAX_TIMEOUT_SECS).into());
         let outcome = sandbox::run(RunSpec {
             root: &root.root,
-            argv: &job.argv,
+            argv,
             program: &job.compiler.path,
             cwd: &job.cwd,
-            env: &job.env,
+            env,
             user,
             timeout,
         })

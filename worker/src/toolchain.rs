@@ -48,7 +48,21 @@ pub struct Toolchain {
     pub template: PathBuf,
     /// Every directory, link and file of the toolchain, parents first.
     pub nodes: BTreeMap<PathBuf, Node>,
+    /// Set when this is another build of the host's compiler (a cross compiler on another
+    /// architecture) rather than the very same driver.
+    pub cross: Option<Cross>,
 }
+
+/// How a cross compiler is made to produce the host compiler's bytes.
+#[derive(Debug, Clone)]
+pub struct Cross {
+    /// Its own `.ident` text, rewritten to the host's in the assembly it produces.
+    pub ident: String,
+}
+
+/// Where, in a job root, the real assembler of a cross toolchain is; the assembler's own
+/// path holds the rewriting shim (the worker's binary in `as-shim` mode).
+pub const REAL_AS: &str = "/.offload/as";
 
 impl Toolchain {
     /// Where the template's copy of the file at `path` is.
@@ -95,13 +109,18 @@ impl Toolchains {
     /// use. Blocking: call from a blocking context. Preparation happens under the lock, so
     /// jobs arriving together wait for one preparation instead of racing to write the
     /// template that the others' job roots link to.
-    pub fn get(&self, compiler: &str, digest: &Digest) -> Result<Arc<Toolchain>, ToolchainError> {
+    pub fn get(
+        &self,
+        compiler: &str,
+        digest: &Digest,
+        version: &str,
+    ) -> Result<Arc<Toolchain>, ToolchainError> {
         let key = (compiler.to_owned(), *digest);
         let mut ready = self.lock();
         if let Some(t) = ready.get(&key) {
             return Ok(t.clone());
         }
-        let t = Arc::new(prepare(compiler, digest, &self.dir)?);
+        let t = Arc::new(prepare(compiler, digest, version, &self.dir)?);
         ready.insert(key, t.clone());
         Ok(t)
     }
@@ -111,28 +130,57 @@ impl Toolchains {
     }
 }
 
-fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, ToolchainError> {
+fn prepare(
+    host_compiler: &str,
+    want: &Digest,
+    version: &str,
+    dir: &Path,
+) -> Result<Toolchain, ToolchainError> {
+    let compiler = host_compiler;
     let io = |source| ToolchainError::Io {
         path: compiler.to_owned(),
         source,
     };
     let mut walker = PathWalker::new();
-    let driver = match walker
+    let native = match walker
         .resolve(Path::new(compiler), Path::new("/"))
         .map_err(io)?
     {
-        Resolved::File(p) => p,
-        _ => return Err(ToolchainError::Missing(compiler.to_owned())),
+        Resolved::File(p) => {
+            let ours = Digest::of(&std::fs::read(&p).map_err(io)?);
+            (ours == *want).then_some(p).ok_or((ours, compiler))
+        }
+        _ => Err((Digest([0; 32]), compiler)),
     };
-    let ours = Digest::of(&std::fs::read(&driver).map_err(io)?);
-    if ours != *want {
-        return Err(ToolchainError::Differs {
-            path: compiler.to_owned(),
-            ours,
-            theirs: *want,
-        });
-    }
-    let mut programs = vec![driver];
+    // Not the host's driver: another build of the same compiler for the same target?
+    let (driver, runs_as, cross) = match native {
+        Ok(p) => (p, compiler.to_owned(), None),
+        Err((ours, _)) => {
+            walker = PathWalker::new();
+            let Some(cand) = equivalent_compiler(compiler, version) else {
+                return Err(if ours == Digest([0; 32]) {
+                    ToolchainError::Missing(compiler.to_owned())
+                } else {
+                    ToolchainError::Differs {
+                        path: compiler.to_owned(),
+                        ours,
+                        theirs: *want,
+                    }
+                });
+            };
+            let Resolved::File(real) = walker.resolve(&cand, Path::new("/")).map_err(io)? else {
+                return Err(ToolchainError::Missing(compiler.to_owned()));
+            };
+            let ident = assembly_ident(&cand.to_string_lossy()).unwrap_or_default();
+            (
+                real,
+                cand.to_string_lossy().into_owned(),
+                Some(Cross { ident }),
+            )
+        }
+    };
+    let compiler = runs_as.as_str();
+    let mut programs = vec![driver.clone()];
     for sub in SUB_PROGRAMS {
         if let Some(p) = sub_program(compiler, sub)
             && let Resolved::File(real) = walker.resolve(&p, Path::new("/")).map_err(io)?
@@ -150,14 +198,43 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
             add_dir_contents(&mut walker, &d).map_err(io)?;
         }
     }
-    let nodes = walker.into_nodes();
+    let mut nodes = walker.into_nodes();
+    // Files whose template copy comes from elsewhere than their own path.
+    let mut sources: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+    if cross.is_some() {
+        // The cross driver answers at the host's path (argv[0] and the driver's own
+        // prefix logic see the host's name; it finds its parts by its configured prefix).
+        let host_path = PathBuf::from(host_compiler);
+        nodes.insert(host_path.clone(), Node::File);
+        sources.insert(host_path, driver.clone());
+        // The assembler's path holds the shim; the real assembler moves to REAL_AS.
+        if let Some(real_as) = sub_program(compiler, "as").and_then(|p| p.canonicalize().ok()) {
+            let shim = std::env::current_exe().map_err(io)?;
+            sources.insert(real_as.clone(), shim.clone());
+            nodes.insert(PathBuf::from("/.offload"), Node::Dir);
+            nodes.insert(PathBuf::from(REAL_AS), Node::File);
+            sources.insert(PathBuf::from(REAL_AS), real_as);
+            let mut w2 = PathWalker::new();
+            for lib in shared_libraries(&shim) {
+                w2.resolve(&lib, Path::new("/")).map_err(io)?;
+            }
+            for (p, n) in w2.into_nodes() {
+                nodes.entry(p).or_insert(n);
+            }
+        }
+    }
     // The template is named after its contents' list, so a worker of another version (with
     // another list) never reuses an incomplete template.
-    let listing: String = nodes
+    let listing: String = sources
         .iter()
-        .map(|(p, n)| format!("{}\0{n:?}\n", p.display()))
+        .map(|(p, src)| format!("{}<-{}\n", p.display(), src.display()))
+        .chain(
+            nodes
+                .iter()
+                .map(|(p, n)| format!("{}\0{n:?}\n", p.display())),
+        )
         .collect();
-    let template = dir.join(Digest::of(format!("{ours}\n{listing}").as_bytes()).to_hex());
+    let template = dir.join(Digest::of(listing.as_bytes()).to_hex());
     if !template.exists() {
         // Copy into a fresh directory and rename it into place: a template, once visible,
         // is complete and never written again (job roots hard-link its files).
@@ -171,13 +248,63 @@ fn prepare(compiler: &str, want: &Digest, dir: &Path) -> Result<Toolchain, Toolc
                 if let Some(parent) = dst.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
-                std::fs::copy(path, &dst).map_err(io)?;
+                std::fs::copy(sources.get(path).unwrap_or(path), &dst).map_err(io)?;
             }
         }
         std::fs::rename(staging.keep(), &template).map_err(io)?;
     }
     tracing::info!(compiler, files = nodes.len(), "toolchain prepared");
-    Ok(Toolchain { template, nodes })
+    Ok(Toolchain {
+        template,
+        nodes,
+        cross,
+    })
+}
+
+/// Another compiler on this worker that claims to be the host's: the same
+/// `-dumpfullversion -dumpmachine` (`version`), named `TARGET-NAME-MAJOR` or `TARGET-NAME`
+/// after the host's driver name (`cc` counts as gcc, `c++` as g++). The probe then proves
+/// it equal, or the host keeps its compiles.
+fn equivalent_compiler(host_path: &str, version: &str) -> Option<PathBuf> {
+    let mut words = version.split_whitespace();
+    let (full, target) = (words.next()?, words.next()?);
+    let major = full.split('.').next()?;
+    let base = Path::new(host_path).file_name()?.to_str()?;
+    // gcc-12, x86_64-linux-gnu-g++-12 → gcc, g++
+    let base = base.strip_prefix(&format!("{target}-")).unwrap_or(base);
+    let base = base.strip_suffix(&format!("-{major}")).unwrap_or(base);
+    let name = match base {
+        "cc" | "gcc" => "gcc",
+        "c++" | "g++" => "g++",
+        _ => return None,
+    };
+    [
+        format!("{target}-{name}-{major}"),
+        format!("{target}-{name}"),
+    ]
+    .iter()
+    .flat_map(|n| PROGRAM_PATH.iter().map(move |d| Path::new(d).join(n)))
+    .find(|p| {
+        // Each -dump option is a command of its own: the driver stops at the first.
+        let ask = |opt: &str| {
+            Command::new(p)
+                .arg(opt)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        p.is_file() && ask("-dumpfullversion") == full && ask("-dumpmachine") == target
+    })
+}
+
+/// The `.ident` text `compiler` writes into assembly.
+fn assembly_ident(compiler: &str) -> Option<String> {
+    let out = Command::new(compiler)
+        .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
+        .env("LC_ALL", "C")
+        .output()
+        .ok()?;
+    offload_shared::ident::of_assembly(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// Adds every file below `dir` (one level of subdirectories is enough for locale data).

@@ -109,18 +109,29 @@ impl Caches {
         let bytes = tokio::fs::read(&real)
             .await
             .map_err(|e| format!("compiler {path}: {e}"))?;
-        let out = tokio::process::Command::new(path)
-            .args(["-dumpfullversion", "-dumpmachine"])
+        // Each -dump option is a command of its own: the driver stops at the first.
+        let mut version = Vec::new();
+        for opt in ["-dumpfullversion", "-dumpmachine"] {
+            let out = tokio::process::Command::new(path)
+                .arg(opt)
+                .output()
+                .await
+                .map_err(|e| format!("compiler {path}: {e}"))?;
+            version.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+        let asm = tokio::process::Command::new(path)
+            .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
             .output()
             .await
             .map_err(|e| format!("compiler {path}: {e}"))?;
         let c = CompilerRef {
             path: path.to_owned(),
             digest: Digest::of(&bytes),
-            version: String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
+            ident: offload_shared::ident::of_assembly(&String::from_utf8_lossy(&asm.stdout))
+                .unwrap_or_default(),
+            version: version.join(" "),
         };
         lock(&self.compilers).insert(path.to_owned(), c.clone());
         Ok(c)
@@ -241,6 +252,11 @@ pub async fn prepare(
                 cwd: req.cwd.clone(),
                 env,
                 tree: t.tree,
+                system_include_dirs: builtins
+                    .dirs
+                    .iter()
+                    .filter_map(|d| d.to_str().map(str::to_owned))
+                    .collect(),
                 timeout_secs,
             },
             blobs: t.blobs,

@@ -125,22 +125,44 @@ pub async fn run(
             return Err(format!("`{what}` prints different diagnostics there"));
         }
         if remote_files != local_files {
-            let differing: Vec<&str> = local_files
-                .iter()
-                .chain(remote_files.iter())
-                .map(|(n, _)| n.as_str())
-                .filter(|n| {
-                    local_files.iter().find(|(m, _)| m == n)
-                        != remote_files.iter().find(|(m, _)| m == n)
-                })
-                .collect();
             return Err(format!(
                 "`{what}` gives different output there: {}",
-                differing.join(", ")
+                first_difference(&local_files, &remote_files)
             ));
         }
     }
     Ok(())
+}
+
+/// Names the first file that differs, and for text its first differing line.
+fn first_difference(here: &[(String, Vec<u8>)], there: &[(String, Vec<u8>)]) -> String {
+    for (name, bytes) in here {
+        match there.iter().find(|(n, _)| n == name) {
+            None => return format!("{name} is missing"),
+            Some((_, theirs)) if theirs != bytes => {
+                let (a, b) = (
+                    String::from_utf8_lossy(bytes),
+                    String::from_utf8_lossy(theirs),
+                );
+                let line = a
+                    .lines()
+                    .zip(b.lines())
+                    .find(|(x, y)| x != y)
+                    .map(|(x, y)| format!(" (here {x:?}, there {y:?})"))
+                    .unwrap_or_default();
+                let line: String = line.chars().take(300).collect();
+                return format!("{name}{line}");
+            }
+            Some(_) => {}
+        }
+    }
+    match there
+        .iter()
+        .find(|(n, _)| !here.iter().any(|(m, _)| m == n))
+    {
+        Some((n, _)) => format!("{n} is extra"),
+        None => "the same files".into(),
+    }
 }
 
 fn listing(dir: &Path) -> Result<Vec<String>, String> {

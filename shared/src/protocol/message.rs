@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,8 +66,12 @@ pub struct CompilerRef {
     pub path: String,
     /// Digest of the driver binary after resolving links.
     pub digest: Digest,
-    /// `-dumpfullversion` and `-dumpmachine`, for messages.
+    /// `-dumpfullversion` and `-dumpmachine`, e.g. `12.2.0 x86_64-linux-gnu`: a worker
+    /// without this exact driver may use another compiler of this version for this target.
     pub version: String,
+    /// The text of the `.ident` directive this compiler writes into assembly (and so into
+    /// the objects' `.comment`), e.g. `GCC: (Debian 12.2.0-14+deb12u1) 12.2.0`.
+    pub ident: String,
 }
 
 /// A compile to run at the host's paths.
@@ -86,6 +90,9 @@ pub struct JobRequest {
     pub env: Vec<(String, String)>,
     /// Everything the compile may read, and the directories it may write to.
     pub tree: Vec<TreeEntry>,
+    /// The host compiler's own include directories for this job's language, in search
+    /// order: a worker whose compiler searches others (a cross compiler) searches these.
+    pub system_include_dirs: Vec<String>,
     /// Wall-clock limit for the compile.
     pub timeout_secs: u32,
 }
