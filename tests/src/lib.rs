@@ -15,6 +15,7 @@
 
 pub mod cmd;
 pub mod compare;
+pub mod container;
 pub mod netns;
 pub mod paths;
 pub mod projects;

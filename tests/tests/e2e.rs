@@ -13,6 +13,7 @@
 
 mod builds;
 mod cases;
+mod cross;
 mod faults;
 mod harness;
 mod probe;
