@@ -10,6 +10,7 @@ use offload_e2e::cmd::Status;
 use offload_e2e::projects::{self, Project};
 use offload_e2e::twice::run_twice_during;
 use offload_e2e::{NetnsWorker, Twice, run_twice};
+use offload_shared::protocol::PROTOCOL_VERSION;
 
 use crate::via;
 
@@ -98,7 +99,12 @@ fn worker_killed_mid_build() {
 
 // ---- malformed frames -------------------------------------------------------------------
 
-const HELLO: &str = r#"{"type":"hello","body":{"protocol":"offload","version":1,"client":"e2e"}}"#;
+/// A well-formed hello of this build's protocol version.
+fn hello() -> String {
+    format!(
+        r#"{{"type":"hello","body":{{"protocol":"offload","version":{PROTOCOL_VERSION},"client":"e2e"}}}}"#
+    )
+}
 
 fn frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut v = (header.len() as u32).to_be_bytes().to_vec();
@@ -146,11 +152,14 @@ fn read_frame(s: &mut TcpStream) -> Option<(serde_json::Value, Vec<u8>)> {
 
 fn greet(addr: SocketAddr) -> TcpStream {
     let mut s = connect(addr);
-    s.write_all(&frame(HELLO.as_bytes(), b"")).unwrap();
+    s.write_all(&frame(hello().as_bytes(), b"")).unwrap();
     let (welcome, _) =
         read_frame(&mut s).expect("the worker closed the connection instead of answering hello");
     assert_eq!(welcome["type"], "welcome", "answer to hello: {welcome}");
-    assert_eq!(welcome["body"]["version"], 1, "answer to hello: {welcome}");
+    assert_eq!(
+        welcome["body"]["version"], PROTOCOL_VERSION,
+        "answer to hello: {welcome}"
+    );
     s
 }
 
@@ -232,9 +241,9 @@ fn malformed_frames_leave_the_worker_serving() {
         send(addr, &huge_header, false),
         "a length prefix announcing a 4 GiB header",
     );
-    let mut huge_payload = (HELLO.len() as u32).to_be_bytes().to_vec();
+    let mut huge_payload = (hello().len() as u32).to_be_bytes().to_vec();
     huge_payload.extend_from_slice(&u32::MAX.to_be_bytes());
-    huge_payload.extend_from_slice(HELLO.as_bytes());
+    huge_payload.extend_from_slice(hello().as_bytes());
     expect_closed(
         send(addr, &huge_payload, false),
         "a hello announcing a 4 GiB payload",
@@ -248,7 +257,7 @@ fn malformed_frames_leave_the_worker_serving() {
     s.shutdown(Shutdown::Write).unwrap();
     expect_closed(s, "hello then a truncated frame");
     let mut s = connect(addr);
-    s.write_all(&frame(HELLO.as_bytes(), b"")[..5]).unwrap();
+    s.write_all(&frame(hello().as_bytes(), b"")[..5]).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     expect_closed(s, "a truncated length prefix");
     // (d) valid JSON of an unknown message type, before and after hello
@@ -267,7 +276,7 @@ fn malformed_frames_leave_the_worker_serving() {
     );
     expect_closed(send(addr, &welcome, false), "a welcome sent to the worker");
     let mut s = greet(addr);
-    s.write_all(&frame(HELLO.as_bytes(), b"")).unwrap();
+    s.write_all(&frame(hello().as_bytes(), b"")).unwrap();
     expect_closed(s, "a second hello");
     let wrong_version = frame(
         br#"{"type":"hello","body":{"protocol":"offload","version":999,"client":"e2e"}}"#,
@@ -278,7 +287,10 @@ fn malformed_frames_leave_the_worker_serving() {
         "a hello of protocol version 999",
     );
     let extra_field = frame(
-        br#"{"type":"hello","body":{"protocol":"offload","version":1,"client":"e2e","admin":true}}"#,
+        format!(
+            r#"{{"type":"hello","body":{{"protocol":"offload","version":{PROTOCOL_VERSION},"client":"e2e","admin":true}}}}"#
+        )
+        .as_bytes(),
         b"",
     );
     expect_closed(
