@@ -43,6 +43,11 @@ const TABLE: &[(&str, bool, Rule)] = &[
     ("TZ", false, Rule::Forward),
 ];
 
+/// The value of `name` in an environment given as pairs.
+pub fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
 /// The rule for `name`, or `None` when it is dropped.
 pub fn rule(name: &str) -> Option<Rule> {
     TABLE

@@ -6,6 +6,7 @@
 //! gcc's diagnostic URLs (enabled on a terminal by GCC_URLS/TERM_URLS; `-fdiagnostics-urls`
 //! *is* recorded), and any colour flag when the command records its switches.
 
+use super::envpolicy;
 use crate::compilers::{Family, is_compiler_name};
 use crate::ipc::CompileRequest;
 
@@ -16,20 +17,16 @@ pub struct Adaptation {
     pub extra_args: Vec<&'static str>,
 }
 
-fn env_get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
-
 /// Adapts `env` (the remote environment) and says which arguments to add, or why the
 /// compile must run locally.
 pub fn adapt(req: &CompileRequest, env: &mut Vec<(String, String)>) -> Result<Adaptation, String> {
     if let Some(cols) = req.stdin_columns
-        && env_get(env, "COLUMNS").is_none()
+        && envpolicy::get(env, "COLUMNS").is_none()
     {
         env.push(("COLUMNS".into(), cols.to_string()));
         env.sort();
     }
-    let term = env_get(&req.env, "TERM");
+    let term = envpolicy::get(&req.env, "TERM");
     if !req.stderr_tty || term.is_none_or(|t| t == "dumb") {
         return Ok(Adaptation::default());
     }
@@ -50,11 +47,11 @@ pub fn adapt(req: &CompileRequest, env: &mut Vec<(String, String)>) -> Result<Ad
         Some(Family::Gcc) => {
             if ["GCC_URLS", "TERM_URLS"]
                 .iter()
-                .any(|v| env_get(&req.env, v).is_some())
+                .any(|v| envpolicy::get(&req.env, v).is_some())
             {
                 return Err("gcc prints diagnostic URLs on this terminal".into());
             }
-            if env_get(&req.env, "GCC_COLORS") == Some("") {
+            if envpolicy::get(&req.env, "GCC_COLORS") == Some("") {
                 return Ok(Adaptation::default());
             }
             if records {

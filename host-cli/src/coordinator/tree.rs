@@ -9,6 +9,7 @@ use offload_shared::Digest;
 use offload_shared::tree::{EntryKind, TreeEntry};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
+use super::envpolicy;
 use super::prepare::{Builtins, Caches};
 use super::scancache::Witnesses;
 use crate::classify::{Compile, Language};
@@ -30,10 +31,6 @@ pub struct TreeParts {
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", p.display())
-}
-
-fn env_get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 /// What the inputs' texts require.
@@ -143,7 +140,7 @@ fn writable_dirs(
         }
         _ => return Err("the working directory is not a directory".into()),
     }
-    if let Some(pwd) = env_get(&req.env, "PWD") {
+    if let Some(pwd) = envpolicy::get(&req.env, "PWD") {
         w.resolve(Path::new(pwd), cwd)
             .map_err(|e| io("PWD", Path::new(pwd), e))?;
     }
@@ -181,7 +178,7 @@ fn search_dirs(
             &["CPATH", "C_INCLUDE_PATH"]
         };
     for var in path_vars {
-        if let Some(v) = env_get(&req.env, var) {
+        if let Some(v) = envpolicy::get(&req.env, var) {
             search.extend(v.split(':').map(|d| {
                 if d.is_empty() {
                     cwd.to_owned()
@@ -203,7 +200,7 @@ fn content_needs(
     deps: &[String],
     caches: &Caches,
 ) -> Result<ContentNeeds, String> {
-    let sde = env_get(&req.env, "SOURCE_DATE_EPOCH").is_some();
+    let sde = envpolicy::get(&req.env, "SOURCE_DATE_EPOCH").is_some();
     let asm = matches!(compile.language, Language::AsmCpp);
     let mut needs = ContentNeeds {
         cacheable: true,
