@@ -58,28 +58,32 @@ pub fn scan(bytes: &[u8]) -> ContentFlags {
             // `defined __has_include`, `#ifdef __has_include`: not a call.
             continue;
         };
-        let rest = skip_space(rest);
-        let (close, quoted) = match rest.first() {
-            Some(b'"') => (b'"', true),
-            Some(b'<') => (b'>', false),
-            _ => {
-                f.has_include_computed = true;
-                continue;
-            }
-        };
-        let body = &rest[1..];
-        match body.iter().position(|&c| c == close || c == b'\n') {
-            Some(end) if body[end] == close => match std::str::from_utf8(&body[..end]) {
-                Ok(name) => f.has_include.push(HasInclude {
-                    name: name.to_owned(),
-                    quoted,
-                }),
-                Err(_) => f.has_include_computed = true,
-            },
-            _ => f.has_include_computed = true,
+        match header_name(skip_space(rest)) {
+            Some(h) => f.has_include.push(h),
+            None => f.has_include_computed = true,
         }
     }
     f
+}
+
+/// The literal header name at the start of `s`, `"name"` or `<name>` on one line; `None`
+/// when the name is not literal (a macro) or not well formed.
+fn header_name(s: &[u8]) -> Option<HasInclude> {
+    let (close, quoted) = match s.first() {
+        Some(b'"') => (b'"', true),
+        Some(b'<') => (b'>', false),
+        _ => return None,
+    };
+    let body = &s[1..];
+    let end = body.iter().position(|&c| c == close || c == b'\n')?;
+    if body[end] != close {
+        return None;
+    }
+    let name = std::str::from_utf8(&body[..end]).ok()?;
+    Some(HasInclude {
+        name: name.to_owned(),
+        quoted,
+    })
 }
 
 /// The literal names of `#include`-like directives, one per line that starts with `#`, and
@@ -98,23 +102,11 @@ fn include_directives(bytes: &[u8]) -> (Vec<HasInclude>, bool) {
         else {
             continue;
         };
-        let rest = skip_space(rest);
-        let (close, quoted) = match rest.first() {
-            Some(b'"') => (b'"', true),
-            Some(b'<') => (b'>', false),
-            _ => {
-                computed = true;
-                continue;
-            }
-        };
-        let body = &rest[1..];
-        if let Some(end) = body.iter().position(|&c| c == close)
-            && let Ok(name) = std::str::from_utf8(&body[..end])
-        {
-            out.push(HasInclude {
-                name: name.to_owned(),
-                quoted,
-            });
+        // A name that is not literal (a macro, or malformed) counts as computed: the scan
+        // cannot be proven reusable then.
+        match header_name(skip_space(rest)) {
+            Some(h) => out.push(h),
+            None => computed = true,
         }
     }
     (out, computed)
