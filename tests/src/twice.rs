@@ -58,6 +58,16 @@ impl Both {
         )
     }
 
+    /// Asserts that the plain run succeeded: a comparison with a failed build proves little.
+    pub fn assert_plain_succeeded(&self) {
+        assert_eq!(
+            self.plain.status,
+            crate::cmd::Status::Code(0),
+            "the plain run failed, so the comparison proves nothing\n{}",
+            self.context()
+        );
+    }
+
     /// Asserts that exactly `remote` calls ran remotely, `local` locally, none fell back.
     pub fn assert_counts(&self, remote: u64, local: u64) {
         let want = Summary {

@@ -2,7 +2,6 @@
 //! an Apple-Silicon Mac natively) compiles for this x86_64 host with its x86_64-targeting
 //! cross compilers, and every object equals the host's own.
 
-use offload_e2e::cmd::Status;
 use offload_e2e::container::ContainerWorker;
 use offload_e2e::{Twice, projects, run_twice};
 
@@ -25,7 +24,7 @@ fn arm64_worker_builds_c_for_the_x86_64_host() {
         stdin: None,
         offload_args: via(&worker),
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     let s = &both.summary;
     assert!(
         s.remote == project.objects as u64 && s.fell_back == 0,
@@ -59,7 +58,7 @@ fn arm64_worker_builds_cxx_for_the_x86_64_host() {
         stdin: None,
         offload_args: via(&worker),
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     assert!(
         both.summary.remote == 1,
         "the compile must run on the arm64 worker\n{}\nworker log:\n{}",

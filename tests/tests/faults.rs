@@ -6,23 +6,12 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use offload_e2e::cmd::Status;
-use offload_e2e::projects::{self, Project};
+use offload_e2e::projects;
 use offload_e2e::twice::run_twice_during;
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 use offload_shared::protocol::PROTOCOL_VERSION;
 
 use crate::via;
-
-fn plain_ok(both: &offload_e2e::twice::Both, project: &Project) {
-    assert_eq!(
-        both.plain.status,
-        Status::Code(0),
-        "the plain build of {} failed, so the comparison proves nothing:\n{}",
-        project.name,
-        both.plain.describe()
-    );
-}
 
 fn objects_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -65,7 +54,7 @@ fn worker_killed_mid_build() {
             killed_at = Some(objects_in(&obj));
         },
     );
-    plain_ok(&both, &project);
+    both.assert_plain_succeeded();
     let s = both.summary;
     let Some(killed_at) = killed_at else {
         panic!(
@@ -318,7 +307,7 @@ fn malformed_frames_leave_the_worker_serving() {
         stdin: None,
         offload_args: via(&worker),
     });
-    plain_ok(&both, &project);
+    both.assert_plain_succeeded();
     both.assert_counts(project.objects as u64, project.links as u64);
     drop(greet(addr));
     drop((stalled_prefix, idle));
@@ -343,7 +332,7 @@ fn no_worker_given_starts_a_local_worker() {
         stdin: None,
         offload_args: vec!["-j".into(), "1".into()],
     });
-    plain_ok(&both, &project);
+    both.assert_plain_succeeded();
     both.assert_counts(project.objects as u64, project.links as u64);
 }
 
@@ -365,7 +354,7 @@ fn unreachable_worker_builds_locally() {
             "2".into(),
         ],
     });
-    plain_ok(&both, &project);
+    both.assert_plain_succeeded();
     let s = both.summary;
     assert!(
         s.remote == 0 && s.calls == (project.objects + project.links) as u64,

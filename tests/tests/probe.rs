@@ -68,7 +68,7 @@ fn worker_with_a_different_assembler_gets_no_jobs() {
         stdin: None,
         offload_args: via(&worker),
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     let s = &both.summary;
     assert!(
         s.remote == 0 && s.fell_back == 0,
@@ -111,7 +111,7 @@ fn jobs_go_to_the_worker_that_passed_the_probe() {
             "1".into(),
         ],
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     let s = &both.summary;
     assert!(
         s.remote > 0

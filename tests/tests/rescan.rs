@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use offload_e2e::cmd::Status;
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 
 use crate::via;
@@ -33,7 +32,7 @@ fn check(name: &str, files: &[(&str, &str)], script: &str, remote: u64, reused: 
         stdin: None,
         offload_args: via(&worker),
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     let s = &both.summary;
     assert!(
         s.remote == remote && s.fell_back == 0,

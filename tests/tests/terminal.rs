@@ -3,7 +3,6 @@
 //! a flag objects do not record) and source excerpts fitted to the terminal's width — and
 //! the compile must still run remotely.
 
-use offload_e2e::cmd::Status;
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 
 use crate::via;
@@ -30,7 +29,7 @@ fn check(name: &str, compiler: &str, remote: u64) {
         stdin: None,
         offload_args: via(&worker),
     });
-    assert_eq!(both.plain.status, Status::Code(0), "{}", both.context());
+    both.assert_plain_succeeded();
     assert!(
         both.plain.stdout.windows(2).any(|w| w == b"\x1b["),
         "the plain run must print colours on the terminal, or this proves nothing\n{}",
