@@ -28,8 +28,11 @@ int main(int argc, char **argv) {
 /// Builds the fake assembler, statically (the worker copies it into its job roots without
 /// libraries), outside `/tmp` (the worker's `/tmp` is private).
 fn fake_assembler() -> PathBuf {
+    // One directory per call: tests running in parallel remove their own when done.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = PathBuf::from(format!(
-        "/var/tmp/offload-e2e-fake-as/{}",
+        "/var/tmp/offload-e2e-fake-as/{}-{seq}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).expect("creating the fake assembler's directory");
