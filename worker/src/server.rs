@@ -16,8 +16,9 @@ use offload_shared::Digest;
 use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
-    FrameError, JobDone, JobRejected, JobRequest, Limits, Message, NeedBlobs, OutputFile,
-    PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, Welcome,
+    CompilerRef, FrameError, JobDone, JobRejected, JobRequest, Limits, Message, NeedBlobs,
+    OutputFile, PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, ToolchainInfo, ToolchainKind,
+    Welcome,
 };
 use offload_shared::tree::EntryKind;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
@@ -27,7 +28,7 @@ use tokio::sync::Semaphore;
 use crate::jobroot::{JobRoot, JobUser};
 use crate::sandbox::{self, RunSpec};
 use crate::store::Store;
-use crate::toolchain::Toolchains;
+use crate::toolchain::{Mode, Toolchains};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -47,16 +48,24 @@ pub struct Config {
 /// An environment: (name, value) pairs.
 type Env = Vec<(String, String)>;
 
-/// The command and environment a job runs with. The host's own compiler runs the job's
-/// command unchanged. A cross compiler searches the host's include directories (`-isystem
+/// The program, command and environment a job runs with. The host's own compiler runs the
+/// job's command unchanged. A cross gcc searches the host's include directories (`-isystem
 /// DIR…` at the end, after the command's own `-isystem`s; not recorded in objects), and its
-/// assembler's shim rewrites its `.ident` to the host's. The probe proves the result equal.
-fn cross_command(
-    job: &JobRequest,
-    cross: Option<&crate::toolchain::Cross>,
-) -> Result<(Vec<String>, Env), String> {
-    let Some(cross) = cross else {
-        return Ok((job.argv.clone(), job.env.clone()));
+/// assembler's shim rewrites its `.ident` to the host's. Another clang runs the compiler
+/// proper with the arguments the host's driver chose. The probe proves the result equal.
+fn job_command(job: &JobRequest, mode: &Mode) -> Result<(String, Vec<String>, Env), String> {
+    let program = job.compiler.path.clone();
+    let ident = match mode {
+        Mode::Native => return Ok((program, job.argv.clone(), job.env.clone())),
+        Mode::CrossClangCc1 => {
+            // Placed at the host compiler's path in the job root; argv[0] is only a name
+            // to `clang -cc1`, which runs no other program.
+            if job.cc1_argv.get(1).map(String::as_str) != Some("-cc1") {
+                return Err("this worker runs another build of clang: the job must carry the host driver's -cc1 command".into());
+            }
+            return Ok((program, job.cc1_argv.clone(), job.env.clone()));
+        }
+        Mode::CrossGcc { ident } => ident,
     };
     let has = |flag: &str| job.argv.iter().skip(1).any(|a| a == flag);
     if has("-nostdinc++") || has("-frecord-gcc-switches") {
@@ -76,9 +85,9 @@ fn cross_command(
     }
     let mut env = job.env.clone();
     env.push(("OFFLOAD_AS_REAL".into(), crate::toolchain::REAL_AS.into()));
-    env.push(("OFFLOAD_IDENT_FROM".into(), cross.ident.clone()));
+    env.push(("OFFLOAD_IDENT_FROM".into(), ident.clone()));
     env.push(("OFFLOAD_IDENT_TO".into(), job.compiler.ident.clone()));
-    Ok((argv, env))
+    Ok((program, argv, env))
 }
 
 /// Most bytes a job's blobs or outputs may add up to.
@@ -213,20 +222,47 @@ impl Worker {
             let Some((msg, _)) = read_frame::<_, Message>(&mut r, lim).await? else {
                 return Ok(());
             };
-            let Message::Job(job) = msg else {
-                let message = "expected a job".to_owned();
-                write_frame(
-                    &mut w,
-                    &Message::Error(ProtocolError {
-                        message: message.clone(),
-                    }),
-                    &[],
-                    lim,
-                )
-                .await?;
-                return Err(FrameError::Malformed(message));
+            let job = match msg {
+                Message::Job(job) => job,
+                Message::ToolchainQuery(compiler) => {
+                    let info = self.toolchain_info(compiler);
+                    write_frame(&mut w, &Message::ToolchainInfo(info), &[], lim).await?;
+                    continue;
+                }
+                _ => {
+                    let message = "expected a job or a toolchain query".to_owned();
+                    write_frame(
+                        &mut w,
+                        &Message::Error(ProtocolError {
+                            message: message.clone(),
+                        }),
+                        &[],
+                        lim,
+                    )
+                    .await?;
+                    return Err(FrameError::Malformed(message));
+                }
             };
             self.job(*job, &mut r, &mut w).await?;
+        }
+    }
+
+    /// Prepares the toolchain for `compiler` (if it can) and says how it would run.
+    fn toolchain_info(&self, compiler: CompilerRef) -> ToolchainInfo {
+        let got = tokio::task::block_in_place(|| self.toolchains.get(&compiler));
+        match got {
+            Ok(tc) => ToolchainInfo {
+                path: compiler.path,
+                kind: tc.mode.kind(),
+                detail: tc.runs_as.clone(),
+                fingerprint: tc.fingerprint,
+            },
+            Err(e) => ToolchainInfo {
+                path: compiler.path,
+                kind: ToolchainKind::Unavailable,
+                detail: e.to_string(),
+                fingerprint: Digest([0; 32]),
+            },
         }
     }
 
@@ -308,19 +344,13 @@ impl Worker {
             let (toolchains, store) = (&self.toolchains, &self.store);
             // Blocking file-system work; the worker's thread pool has room for it.
             tokio::task::block_in_place(move || {
-                let tc = toolchains
-                    .get(
-                        &job.compiler.path,
-                        &job.compiler.digest,
-                        &job.compiler.version,
-                    )
-                    .map_err(|e| e.to_string())?;
+                let tc = toolchains.get(&job.compiler).map_err(|e| e.to_string())?;
                 let root = JobRoot::create(&root_dir, &tc, &job.tree, store, user)
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>((root, tc.cross.clone()))
+                Ok::<_, String>((root, tc.mode.clone()))
             })
         };
-        let (root, cross) = match root {
+        let (root, mode) = match root {
             Ok(r) => r,
             Err(e) => {
                 let _ =
@@ -329,8 +359,11 @@ impl Worker {
             }
         };
         let t1 = std::time::Instant::now();
-        let result = match cross_command(&job, cross.as_ref()) {
-            Ok((argv, env)) => self.compile_in(&root, &job, &argv, &env, user).await,
+        let result = match job_command(&job, &mode) {
+            Ok((program, argv, env)) => {
+                self.compile_in(&root, &job, &program, &argv, &env, user)
+                    .await
+            }
             Err(e) => Err(e),
         };
         tracing::debug!(
@@ -354,6 +387,7 @@ impl Worker {
         &self,
         root: &JobRoot,
         job: &JobRequest,
+        program: &str,
         argv: &[String],
         env: &[(String, String)],
         user: Option<JobUser>,
@@ -362,7 +396,7 @@ impl Worker {
         let outcome = sandbox::run(RunSpec {
             root: &root.root,
             argv,
-            program: &job.compiler.path,
+            program,
             cwd: &job.cwd,
             env,
             user,

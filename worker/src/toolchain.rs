@@ -8,11 +8,13 @@
 //! Headers are never part of a toolchain: they come from the host with the job.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use offload_shared::Digest;
+use offload_shared::protocol::{CompilerRef, ToolchainKind};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
 /// Why a compiler cannot be used.
@@ -48,16 +50,38 @@ pub struct Toolchain {
     pub template: PathBuf,
     /// Every directory, link and file of the toolchain, parents first.
     pub nodes: BTreeMap<PathBuf, Node>,
-    /// Set when this is another build of the host's compiler (a cross compiler on another
-    /// architecture) rather than the very same driver.
-    pub cross: Option<Cross>,
+    /// How jobs run with it.
+    pub mode: Mode,
+    /// The worker's compiler that runs the jobs (its own path).
+    pub runs_as: String,
+    /// Identifies the template's files: paths, sources, sizes and modification times.
+    pub fingerprint: Digest,
 }
 
-/// How a cross compiler is made to produce the host compiler's bytes.
-#[derive(Debug, Clone)]
-pub struct Cross {
-    /// Its own `.ident` text, rewritten to the host's in the assembly it produces.
-    pub ident: String,
+/// How a toolchain is made to produce the host compiler's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The host's very driver: jobs run unchanged.
+    Native,
+    /// Another build of the host's gcc for the same target (a cross compiler).
+    CrossGcc {
+        /// Its own `.ident` text, rewritten to the host's in the assembly it produces.
+        ident: String,
+    },
+    /// Another build of the host's clang (same version and `.ident`) that also targets the
+    /// host's architecture: jobs run the compiler proper with the host driver's arguments.
+    CrossClangCc1,
+}
+
+impl Mode {
+    /// The protocol's name for it.
+    pub fn kind(&self) -> ToolchainKind {
+        match self {
+            Mode::Native => ToolchainKind::Native,
+            Mode::CrossGcc { .. } => ToolchainKind::CrossGcc,
+            Mode::CrossClangCc1 => ToolchainKind::CrossClangCc1,
+        }
+    }
 }
 
 /// Where, in a job root, the real assembler of a cross toolchain is; the assembler's own
@@ -109,18 +133,13 @@ impl Toolchains {
     /// use. Blocking: call from a blocking context. Preparation happens under the lock, so
     /// jobs arriving together wait for one preparation instead of racing to write the
     /// template that the others' job roots link to.
-    pub fn get(
-        &self,
-        compiler: &str,
-        digest: &Digest,
-        version: &str,
-    ) -> Result<Arc<Toolchain>, ToolchainError> {
-        let key = (compiler.to_owned(), *digest);
+    pub fn get(&self, compiler: &CompilerRef) -> Result<Arc<Toolchain>, ToolchainError> {
+        let key = (compiler.path.clone(), compiler.digest);
         let mut ready = self.lock();
         if let Some(t) = ready.get(&key) {
             return Ok(t.clone());
         }
-        let t = Arc::new(prepare(compiler, digest, version, &self.dir)?);
+        let t = Arc::new(prepare(compiler, &self.dir)?);
         ready.insert(key, t.clone());
         Ok(t)
     }
@@ -130,12 +149,8 @@ impl Toolchains {
     }
 }
 
-fn prepare(
-    host_compiler: &str,
-    want: &Digest,
-    version: &str,
-    dir: &Path,
-) -> Result<Toolchain, ToolchainError> {
+fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> {
+    let (host_compiler, want) = (host.path.as_str(), &host.digest);
     let compiler = host_compiler;
     let io = |source| ToolchainError::Io {
         path: compiler.to_owned(),
@@ -153,11 +168,11 @@ fn prepare(
         _ => Err((Digest([0; 32]), compiler)),
     };
     // Not the host's driver: another build of the same compiler for the same target?
-    let (driver, runs_as, cross) = match native {
-        Ok(p) => (p, compiler.to_owned(), None),
+    let (driver, runs_as, mode) = match native {
+        Ok(p) => (p, compiler.to_owned(), Mode::Native),
         Err((ours, _)) => {
             walker = PathWalker::new();
-            let Some(cand) = equivalent_compiler(compiler, version) else {
+            let Some((cand, mode)) = equivalent_compiler(host) else {
                 return Err(if ours == Digest([0; 32]) {
                     ToolchainError::Missing(compiler.to_owned())
                 } else {
@@ -171,12 +186,7 @@ fn prepare(
             let Resolved::File(real) = walker.resolve(&cand, Path::new("/")).map_err(io)? else {
                 return Err(ToolchainError::Missing(compiler.to_owned()));
             };
-            let ident = assembly_ident(&cand.to_string_lossy()).unwrap_or_default();
-            (
-                real,
-                cand.to_string_lossy().into_owned(),
-                Some(Cross { ident }),
-            )
+            (real, cand.to_string_lossy().into_owned(), mode)
         }
     };
     let compiler = runs_as.as_str();
@@ -201,12 +211,14 @@ fn prepare(
     let mut nodes = walker.into_nodes();
     // Files whose template copy comes from elsewhere than their own path.
     let mut sources: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    if cross.is_some() {
-        // The cross driver answers at the host's path (argv[0] and the driver's own
+    if mode != Mode::Native {
+        // The other driver answers at the host's path (argv[0] and the driver's own
         // prefix logic see the host's name; it finds its parts by its configured prefix).
         let host_path = PathBuf::from(host_compiler);
         nodes.insert(host_path.clone(), Node::File);
         sources.insert(host_path, driver.clone());
+    }
+    if let Mode::CrossGcc { .. } = mode {
         // The assembler's path holds the shim; the real assembler moves to REAL_AS.
         if let Some(real_as) = sub_program(compiler, "as").and_then(|p| p.canonicalize().ok()) {
             let shim = std::env::current_exe().map_err(io)?;
@@ -253,53 +265,80 @@ fn prepare(
         }
         std::fs::rename(staging.keep(), &template).map_err(io)?;
     }
-    tracing::info!(compiler, files = nodes.len(), "toolchain prepared");
+    // What the probe proved stays proved while these files stay as they are.
+    let mut stamp = listing.into_bytes();
+    for (path, node) in &nodes {
+        if *node == Node::File {
+            let meta = std::fs::metadata(sources.get(path).unwrap_or(path)).map_err(io)?;
+            stamp.extend(format!("{}:{}:{}\n", path.display(), meta.len(), meta.mtime()).bytes());
+        }
+    }
+    tracing::info!(compiler, files = nodes.len(), ?mode, "toolchain prepared");
     Ok(Toolchain {
         template,
         nodes,
-        cross,
+        mode,
+        runs_as: runs_as.clone(),
+        fingerprint: Digest::of(&stamp),
     })
 }
 
-/// Another compiler on this worker that claims to be the host's: the same
-/// `-dumpfullversion -dumpmachine` (`version`), named `TARGET-NAME-MAJOR` or `TARGET-NAME`
-/// after the host's driver name (`cc` counts as gcc, `c++` as g++). The probe then proves
-/// it equal, or the host keeps its compiles.
-fn equivalent_compiler(host_path: &str, version: &str) -> Option<PathBuf> {
-    let mut words = version.split_whitespace();
+/// Another compiler on this worker that claims to be the host's, and how it would run.
+/// gcc: the same `-dumpfullversion -dumpmachine`, named `TARGET-NAME-MAJOR` or
+/// `TARGET-NAME` after the host's driver name (`cc` counts as gcc, `c++` as g++). clang:
+/// the same `-dumpversion` and the same `.ident` when it targets the host's machine, named
+/// `clang-MAJOR` or `clang` (`clang++` likewise). The probe then proves it equal, or the
+/// host keeps its compiles.
+fn equivalent_compiler(host: &CompilerRef) -> Option<(PathBuf, Mode)> {
+    let mut words = host.version.split_whitespace();
     let (full, target) = (words.next()?, words.next()?);
     let major = full.split('.').next()?;
-    let base = Path::new(host_path).file_name()?.to_str()?;
-    // gcc-12, x86_64-linux-gnu-g++-12 → gcc, g++
+    let base = Path::new(&host.path).file_name()?.to_str()?;
+    // gcc-12, x86_64-linux-gnu-g++-12, clang++-14 → gcc, g++, clang++
     let base = base.strip_prefix(&format!("{target}-")).unwrap_or(base);
     let base = base.strip_suffix(&format!("-{major}")).unwrap_or(base);
-    let name = match base {
-        "cc" | "gcc" => "gcc",
-        "c++" | "g++" => "g++",
+    let (names, clang) = match base {
+        "cc" | "gcc" => (
+            vec![format!("{target}-gcc-{major}"), format!("{target}-gcc")],
+            false,
+        ),
+        "c++" | "g++" => (
+            vec![format!("{target}-g++-{major}"), format!("{target}-g++")],
+            false,
+        ),
+        "clang" | "clang++" => (vec![format!("{base}-{major}"), base.to_owned()], true),
         _ => return None,
     };
-    [
-        format!("{target}-{name}-{major}"),
-        format!("{target}-{name}"),
-    ]
-    .iter()
-    .flat_map(|n| PROGRAM_PATH.iter().map(move |d| Path::new(d).join(n)))
-    .find(|p| {
-        // Each -dump option is a command of its own: the driver stops at the first.
-        let ask = |opt: &str| {
-            Command::new(p)
-                .arg(opt)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                .unwrap_or_default()
-        };
-        p.is_file() && ask("-dumpfullversion") == full && ask("-dumpmachine") == target
-    })
+    // Each -dump option is a command of its own: the driver stops at the first.
+    let ask = |p: &Path, opt: &str| {
+        Command::new(p)
+            .arg(opt)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    names
+        .iter()
+        .flat_map(|n| PROGRAM_PATH.iter().map(move |d| Path::new(d).join(n)))
+        .filter(|p| p.is_file())
+        .find_map(|p| {
+            if clang {
+                let ident = assembly_ident(&p, &[&format!("--target={target}")])?;
+                (ask(&p, "-dumpversion") == full && ident == host.ident)
+                    .then_some((p, Mode::CrossClangCc1))
+            } else {
+                (ask(&p, "-dumpfullversion") == full && ask(&p, "-dumpmachine") == target)
+                    .then(|| assembly_ident(&p, &[]))
+                    .flatten()
+                    .map(|ident| (p, Mode::CrossGcc { ident }))
+            }
+        })
 }
 
-/// The `.ident` text `compiler` writes into assembly.
-fn assembly_ident(compiler: &str) -> Option<String> {
+/// The `.ident` text `compiler` (with `extra` arguments) writes into assembly.
+fn assembly_ident(compiler: &Path, extra: &[&str]) -> Option<String> {
     let out = Command::new(compiler)
+        .args(extra)
         .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
         .env("LC_ALL", "C")
         .output()

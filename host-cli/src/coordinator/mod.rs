@@ -3,6 +3,7 @@
 //! of the remote path ends in a local compile: the build never fails because of offload.
 
 pub mod builtin;
+pub mod cc1;
 pub mod content;
 pub mod depfile;
 pub mod envpolicy;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offload_shared::protocol::frame::{read_frame, write_frame};
-use offload_shared::protocol::{ExitStatus, Limits};
+use offload_shared::protocol::{ExitStatus, Limits, ToolchainInfo, ToolchainKind};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -60,7 +61,14 @@ pub struct Coordinator {
     pub stats: Stats,
     next_job: AtomicU64,
     probes: std::sync::Mutex<ProbeResults>,
+    toolchains: std::sync::Mutex<ToolchainAnswers>,
 }
+
+/// Workers' toolchain answers by (worker, compiler path).
+type ToolchainAnswers = std::collections::HashMap<
+    (usize, String),
+    Arc<tokio::sync::OnceCell<Result<ToolchainInfo, String>>>,
+>;
 
 /// Toolchain probe results by (worker, compiler path, C++?).
 type ProbeResults = std::collections::HashMap<
@@ -103,6 +111,7 @@ impl Coordinator {
             stats,
             next_job: AtomicU64::new(1),
             probes: std::sync::Mutex::new(ProbeResults::new()),
+            toolchains: std::sync::Mutex::new(ToolchainAnswers::new()),
         })
     }
 
@@ -258,13 +267,21 @@ impl Coordinator {
             self.config.timeout_secs,
         )
         .await;
-        let prepared = match prepared {
+        let mut prepared = match prepared {
             Ok(p) => p,
             Err(reason) => {
                 tracing::debug!(job_id, "local: {reason}");
                 return Outcome::Local(reason);
             }
         };
+        if self.kind_of(n, &req.compiler) == Some(ToolchainKind::CrossClangCc1) {
+            let job = &prepared.job;
+            let args = job.argv.get(1..).unwrap_or_default();
+            match cc1::command(&req.compiler, args, &job.cwd, &job.env).await {
+                Ok(cmd) => prepared.job.cc1_argv = cmd,
+                Err(reason) => return Outcome::Local(reason),
+            }
+        }
         if prepared.scan_reused {
             self.stats.scans_reused.fetch_add(1, Ordering::Relaxed);
         }
@@ -333,13 +350,24 @@ impl Coordinator {
                 .clone()
         };
         cell.get_or_init(|| async {
+            let addr = &self.workers[n].addr;
+            match self.toolchain(n, &req.compiler).await {
+                Ok(info) if info.kind != ToolchainKind::Unavailable => {}
+                Ok(info) => {
+                    self.stats.warn(format!(
+                        "worker {addr} cannot run {}: {}; its compiles of it ran locally",
+                        req.compiler, info.detail
+                    ));
+                    return Err(format!("worker {addr} cannot run {}", req.compiler));
+                }
+                Err(e) => return Err(e),
+            }
             let dir = self
                 .config
                 .scratch
                 .join(format!("probe-{n}-{}", self.next_job.fetch_add(1, Ordering::Relaxed)));
             let result = probe::run(self, n, req, cxx, &dir).await;
             let _ = std::fs::remove_dir_all(&dir);
-            let addr = &self.workers[n].addr;
             match &result {
                 Ok(()) => tracing::info!(worker = addr, compiler = req.compiler, "toolchain probe passed"),
                 Err(e) => self.stats.warn(format!(
@@ -351,6 +379,34 @@ impl Coordinator {
         })
         .await
         .clone()
+    }
+
+    /// How worker `n` runs `compiler`, asked once per build.
+    async fn toolchain(&self, n: usize, compiler: &str) -> Result<ToolchainInfo, String> {
+        let cell = {
+            let mut map = self.toolchains.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((n, compiler.to_owned()))
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            let ours = self.caches.compiler(compiler).await?;
+            let info = self.workers[n]
+                .toolchain(&ours)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(worker = self.workers[n].addr, compiler, kind = ?info.kind, detail = info.detail, "toolchain");
+            Ok(info)
+        })
+        .await
+        .clone()
+    }
+
+    /// How worker `n` runs `compiler`, if it has been asked.
+    fn kind_of(&self, n: usize, compiler: &str) -> Option<ToolchainKind> {
+        let map = self.toolchains.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = map.get(&(n, compiler.to_owned()))?.get()?;
+        answer.as_ref().ok().map(|i| i.kind)
     }
 
     /// Tells the wrapper to compile itself and holds `grant` until it has finished (its

@@ -101,7 +101,8 @@ impl Caches {
         Ok(info)
     }
 
-    async fn compiler(&self, path: &str) -> Result<CompilerRef, String> {
+    /// The host's compiler at `path`, identified once per build.
+    pub async fn compiler(&self, path: &str) -> Result<CompilerRef, String> {
         if let Some(c) = lock(&self.compilers).get(path) {
             return Ok(c.clone());
         }
@@ -111,13 +112,20 @@ impl Caches {
             .map_err(|e| format!("compiler {path}: {e}"))?;
         // Each -dump option is a command of its own: the driver stops at the first.
         let mut version = Vec::new();
-        for opt in ["-dumpfullversion", "-dumpmachine"] {
-            let out = tokio::process::Command::new(path)
-                .arg(opt)
-                .output()
-                .await
-                .map_err(|e| format!("compiler {path}: {e}"))?;
-            version.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        // clang answers -dumpversion only.
+        for opts in [&["-dumpfullversion", "-dumpversion"][..], &["-dumpmachine"]] {
+            for opt in opts {
+                let out = tokio::process::Command::new(path)
+                    .arg(opt)
+                    .output()
+                    .await
+                    .map_err(|e| format!("compiler {path}: {e}"))?;
+                let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                if !answer.is_empty() {
+                    version.push(answer);
+                    break;
+                }
+            }
         }
         let asm = tokio::process::Command::new(path)
             .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
@@ -257,6 +265,7 @@ pub async fn prepare(
                     .iter()
                     .filter_map(|d| d.to_str().map(str::to_owned))
                     .collect(),
+                cc1_argv: Vec::new(),
                 timeout_secs,
             },
             blobs: t.blobs,

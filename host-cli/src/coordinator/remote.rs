@@ -7,7 +7,8 @@ use std::time::Duration;
 use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
-    Blobs, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME, PROTOCOL_VERSION, Welcome,
+    Blobs, CompilerRef, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME,
+    PROTOCOL_VERSION, ToolchainInfo, Welcome,
 };
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -157,6 +158,45 @@ impl Worker {
             Some((Message::Welcome(w), _)) if w.version == PROTOCOL_VERSION => Ok((c, w)),
             Some((Message::Error(e), _)) => Err(cerr(e.message)),
             _ => Err(cerr("unexpected handshake answer".into())),
+        }
+    }
+
+    /// Asks how the worker would run `compiler` (it prepares that toolchain to answer).
+    pub async fn toolchain(&self, compiler: &CompilerRef) -> Result<ToolchainInfo, RemoteError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut c = match conn {
+            Some(c) => c,
+            None => self.connect().await?.0,
+        };
+        let lim = Limits::DEFAULT;
+        let fe = self.frame_err();
+        // Preparing a toolchain copies a compiler: under emulation that takes a while.
+        let answer = tokio::time::timeout(TRANSFER_MARGIN, async {
+            write_frame(
+                &mut c.w,
+                &Message::ToolchainQuery(compiler.clone()),
+                &[],
+                lim,
+            )
+            .await?;
+            read_frame::<_, Message>(&mut c.r, lim).await
+        })
+        .await
+        .map_err(|_| RemoteError::Timeout(self.addr.clone()))?
+        .map_err(&fe)?;
+        match answer {
+            Some((Message::ToolchainInfo(info), _)) if info.path == compiler.path => {
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                Ok(info)
+            }
+            Some((Message::Error(e), _)) => Err(RemoteError::Invalid {
+                addr: self.addr.clone(),
+                why: e.message,
+            }),
+            _ => Err(RemoteError::Invalid {
+                addr: self.addr.clone(),
+                why: "unexpected answer to a toolchain query".into(),
+            }),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,11 @@ pub enum Message {
     Hello(Hello),
     /// Worker → host, answer to [`Hello`].
     Welcome(Welcome),
+    /// Host → worker: how would you run this compiler? Asked once per compiler, before
+    /// the toolchain probe.
+    ToolchainQuery(CompilerRef),
+    /// Worker → host: the answer to [`Message::ToolchainQuery`].
+    ToolchainInfo(ToolchainInfo),
     /// Host → worker: run this compile.
     Job(Box<JobRequest>),
     /// Worker → host: send these blobs before the job can run.
@@ -74,6 +79,38 @@ pub struct CompilerRef {
     pub ident: String,
 }
 
+/// How a worker runs a host's compiler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToolchainKind {
+    /// The very same driver (same digest): jobs run unchanged.
+    Native,
+    /// Another build of the same gcc for the same target (a cross compiler on another
+    /// architecture): jobs run with the host's include directories and the host's `.ident`.
+    CrossGcc,
+    /// Another build of the same clang that also targets the host's architecture: jobs run
+    /// the compiler proper (`clang -cc1`) with the arguments the host's own driver chose,
+    /// sent as [`JobRequest::cc1_argv`].
+    CrossClangCc1,
+    /// The worker cannot run this compiler.
+    Unavailable,
+}
+
+/// The worker's answer to a toolchain query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainInfo {
+    /// The host's compiler path, as asked.
+    pub path: String,
+    /// How jobs for it would run.
+    pub kind: ToolchainKind,
+    /// What runs them (the worker's compiler path), or why none can.
+    pub detail: String,
+    /// Identifies the worker's toolchain files (paths, sizes, modification times): a probe
+    /// result stays valid while the host's compiler and this stay the same.
+    pub fingerprint: Digest,
+}
+
 /// A compile to run at the host's paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +130,10 @@ pub struct JobRequest {
     /// The host compiler's own include directories for this job's language, in search
     /// order: a worker whose compiler searches others (a cross compiler) searches these.
     pub system_include_dirs: Vec<String>,
+    /// For a worker that answered [`ToolchainKind::CrossClangCc1`]: the compiler proper's
+    /// command as the host's driver builds it (`clang -###`), starting with the program and
+    /// `-cc1`. Empty otherwise.
+    pub cc1_argv: Vec<String>,
     /// Wall-clock limit for the compile.
     pub timeout_secs: u32,
 }
