@@ -595,6 +595,37 @@ void f() { std::vector<NoLess> v(3); std::sort(v.begin(), v.end()); }\n",
         argv: &["clang++", "-O2", "-g", "-c", "hello.cpp"],
         ..BASE
     },
+    // clang resolves the host CPU in its driver: the worker runs the host driver's -cc1.
+    Case {
+        name: "clang_march_native_cc1",
+        argv: &[
+            "clang",
+            "-O2",
+            "-g",
+            "-march=native",
+            "-mtune=native",
+            "-MD",
+            "-c",
+            "a.c",
+            "-o",
+            "obj/a.o",
+        ],
+        dirs: &["obj"],
+        ..BASE
+    },
+    Case {
+        name: "clangxx_march_native_cc1",
+        files: &[("hello.cpp", T(HELLO_CPP))],
+        argv: &["clang++", "-O2", "-march=native", "-c", "hello.cpp"],
+        ..BASE
+    },
+    // A driver warning (an unused linker input) is printed by the driver, not by -cc1.
+    Case {
+        name: "clang_march_native_driver_warning",
+        argv: &["clang", "-march=native", "-c", "a.c", "-lm"],
+        expect: Any,
+        ..BASE
+    },
     // Local by design.
     Case {
         name: "preprocess_e_local",
@@ -742,7 +773,8 @@ cases! {
     error_in_header cxx_template_error missing_header absolute_include_dir
     isystem_iquote_idirafter include_next define_with_spaces_and_quotes space_and_utf8_in_paths
     cpath_env asm_with_cpp plain_asm pragma_once_through_symlink output_is_a_symlink pwd_through_symlink missing_include_dir_warning
-    debug_prefix_map dwarf4_pic_flags clang_md_g clangxx_iostream_o2_g preprocess_e_local deps_only_m_local link_local
+    debug_prefix_map dwarf4_pic_flags clang_md_g clangxx_iostream_o2_g clang_march_native_cc1
+    clangxx_march_native_cc1 clang_march_native_driver_warning preprocess_e_local deps_only_m_local link_local
     two_sources_local march_native_local stdin_local syntax_only_local lto_local
     output_to_stdout_local
 }

@@ -55,18 +55,30 @@ type Env = Vec<(String, String)>;
 /// proper with the arguments the host's driver chose. The probe proves the result equal.
 fn job_command(job: &JobRequest, mode: &Mode) -> Result<(String, Vec<String>, Env), String> {
     let program = job.compiler.path.clone();
-    let ident = match mode {
-        Mode::Native => return Ok((program, job.argv.clone(), job.env.clone())),
-        Mode::CrossClangCc1 => {
-            // Placed at the host compiler's path in the job root; argv[0] is only a name
-            // to `clang -cc1`, which runs no other program.
+    // The worker's clang sits at the host compiler's path in the job root; argv[0] is only
+    // a name to `clang -cc1`, which runs no other program. Native clang gets a -cc1 command
+    // for a job resolved against the host's CPU (`-march=native`).
+    let cc1 = !job.cc1_argv.is_empty();
+    match mode {
+        Mode::CrossClangCc1 | Mode::Native if cc1 => {
             if job.cc1_argv.get(1).map(String::as_str) != Some("-cc1") {
-                return Err("this worker runs another build of clang: the job must carry the host driver's -cc1 command".into());
+                return Err("a -cc1 command must start with the program and -cc1".into());
             }
-            return Ok((program, job.cc1_argv.clone(), job.env.clone()));
+            Ok((program, job.cc1_argv.clone(), job.env.clone()))
         }
-        Mode::CrossGcc { ident } => ident,
-    };
+        Mode::CrossClangCc1 => Err("this worker runs another build of clang: the job must carry the host driver's -cc1 command".into()),
+        Mode::Native => Ok((program, job.argv.clone(), job.env.clone())),
+        Mode::CrossGcc { .. } if cc1 => Err("a gcc job cannot carry a -cc1 command".into()),
+        Mode::CrossGcc { ident } => Ok(cross_gcc_command(job, ident, program)?),
+    }
+}
+
+/// A cross gcc's command: the host's include directories and `.ident`.
+fn cross_gcc_command(
+    job: &JobRequest,
+    ident: &str,
+    program: String,
+) -> Result<(String, Vec<String>, Env), String> {
     let has = |flag: &str| job.argv.iter().skip(1).any(|a| a == flag);
     if has("-nostdinc++") || has("-frecord-gcc-switches") {
         return Err(
@@ -85,7 +97,7 @@ fn job_command(job: &JobRequest, mode: &Mode) -> Result<(String, Vec<String>, En
     }
     let mut env = job.env.clone();
     env.push(("OFFLOAD_AS_REAL".into(), crate::toolchain::REAL_AS.into()));
-    env.push(("OFFLOAD_IDENT_FROM".into(), ident.clone()));
+    env.push(("OFFLOAD_IDENT_FROM".into(), ident.to_owned()));
     env.push(("OFFLOAD_IDENT_TO".into(), job.compiler.ident.clone()));
     Ok((program, argv, env))
 }

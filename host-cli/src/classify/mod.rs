@@ -98,6 +98,9 @@ pub struct Compile {
     pub nostdinc: bool,
     /// `-nostdinc++` given.
     pub nostdincxx: bool,
+    /// A clang option resolved against this host's CPU (`-march=native`): the job must run
+    /// as the `-cc1` command this host's driver builds.
+    pub host_cpu: bool,
 }
 
 /// The classifier's verdict on one compiler invocation.

@@ -64,6 +64,7 @@ struct Walk<'a> {
     include_dirs: Vec<(IncludeDirKind, PathBuf)>,
     nostdinc: bool,
     nostdincxx: bool,
+    host_cpu: bool,
     /// The first informational flag.
     informational: Option<LocalReason>,
     /// The first option that forces a local run.
@@ -87,6 +88,7 @@ impl<'a> Walk<'a> {
             include_dirs: Vec::new(),
             nostdinc: false,
             nostdincxx: false,
+            host_cpu: false,
             informational: None,
             problem: None,
         }
@@ -192,6 +194,10 @@ impl<'a> Walk<'a> {
             }
             Meaning::NoStdIncCxx => {
                 self.nostdincxx = true;
+                true
+            }
+            Meaning::HostCpu => {
+                self.host_cpu = true;
                 true
             }
             Meaning::AssemblerArgs => {
@@ -304,6 +310,7 @@ impl<'a> Walk<'a> {
             include_dirs: self.include_dirs,
             nostdinc: self.nostdinc,
             nostdincxx: self.nostdincxx,
+            host_cpu: self.host_cpu,
         })
     }
 }

@@ -13,9 +13,9 @@ use super::IncludeDirKind;
 use super::IncludeDirKind::{After, Angle, Quote, System};
 use Attach::{Equals, Family, Flag, Joined, JoinedOrSeparate, Separate};
 use Meaning::{
-    AssemblerArgs, DepFile, DepGen, DepOption, IncludeDir, IncludeFile, Informational, Language,
-    LocalOnly, Mode, NoStdInc, NoStdIncCxx, OptInfo, Output, PassThrough, PreprocessorArgs,
-    ScanQuiet, SideOutput,
+    AssemblerArgs, DepFile, DepGen, DepOption, HostCpu, IncludeDir, IncludeFile, Informational,
+    Language, LocalOnly, Mode, NoStdInc, NoStdIncCxx, OptInfo, Output, PassThrough,
+    PreprocessorArgs, ScanQuiet, SideOutput,
 };
 use Stage::{Assembly, Object, Preprocess};
 
@@ -84,6 +84,9 @@ pub(crate) enum Meaning {
     OptInfo,
     /// Known, but the command must run locally; the text says why.
     LocalOnly(&'static str),
+    /// Depends on the host CPU (`-march=native`): clang's driver resolves it into explicit
+    /// `-cc1` arguments, so the job runs remotely as that `-cc1` command.
+    HostCpu,
     /// Only prints information (`-v`, `--version`, ...).
     Informational,
 }
@@ -329,7 +332,10 @@ pub(crate) static CLANG: &[Row] = &[
     r("-integrated-as", Flag, PassThrough),
     r("-isystem-after", JoinedOrSeparate, IncludeDir(After)),
     r("-ivfsoverlay", JoinedOrSeparate, LocalOnly(READS_FILE)),
+    r("-march=native", Family, HostCpu),
+    r("-mcpu=native", Family, HostCpu),
     r("-mllvm", Separate, PassThrough),
+    r("-mtune=native", Family, HostCpu),
     r("-no-integrated-as", Flag, PassThrough),
     r("-nostdlib++", Flag, PassThrough),
     r("-resource-dir", Equals, LocalOnly(ROOTS)),

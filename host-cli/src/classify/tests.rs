@@ -504,3 +504,18 @@ fn response_file_then_classify() {
         os(&["a.c", "-DFROM_RSP=7", "-Wall", "-O2"])
     );
 }
+
+#[test]
+fn clang_host_cpu_options_go_remote_as_cc1() {
+    for flag in ["-march=native", "-mtune=native", "-mcpu=native"] {
+        let c = remote("clang", &["-O2", flag, "-c", "a.c"]);
+        assert!(c.host_cpu, "{flag}");
+        assert!(
+            c.scan_args.iter().any(|a| a == flag),
+            "{flag} stays in the scan"
+        );
+        // gcc's driver places the expansion where a rewritten command cannot: local.
+        local("gcc", &["-O2", flag, "-c", "a.c"]);
+    }
+    assert!(!remote("clang", &["-march=x86-64-v3", "-c", "a.c"]).host_cpu);
+}

@@ -274,7 +274,8 @@ impl Coordinator {
                 return Outcome::Local(reason);
             }
         };
-        if self.kind_of(n, &req.compiler) == Some(ToolchainKind::CrossClangCc1) {
+        if compile.host_cpu || self.kind_of(n, &req.compiler) == Some(ToolchainKind::CrossClangCc1)
+        {
             let job = &prepared.job;
             let args = job.argv.get(1..).unwrap_or_default();
             match cc1::command(&req.compiler, args, &job.cwd, &job.env).await {
