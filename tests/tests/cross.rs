@@ -9,17 +9,18 @@ fn via(w: &ContainerWorker) -> Vec<String> {
     vec!["--worker".into(), w.worker_arg(), "-j".into(), "1".into()]
 }
 
-/// A small C project with -O2 -g: every compile remote, every object identical.
-#[test]
-fn arm64_worker_builds_c_for_the_x86_64_host() {
+/// Lua (third-party C) built with `cc` and `flags` entirely on the arm64 worker: every object
+/// and dependency file identical to the host's own build, and the program links and runs.
+fn lua_through_arm64(name: &str, cc: &str, flags: &str) {
+    // One container per test: tests run in parallel, and each must see its compiles land.
     let worker = ContainerWorker::start("offload-worker:arm64", 2);
-    let project = projects::tiny(4);
+    let project = projects::lua(flags, true);
     let both = run_twice(&Twice {
-        name: "cross_arm64_c",
+        name,
         materialize: &|root| project.materialize(root),
         cwd: ".",
         // As many make jobs as worker slots: each finds a free slot on the worker.
-        argv: project.make_argv(2, "gcc"),
+        argv: project.make_argv(2, cc),
         env: vec![],
         stdin: None,
         offload_args: via(&worker),
@@ -34,12 +35,35 @@ fn arm64_worker_builds_c_for_the_x86_64_host() {
     );
 }
 
-/// C++ with the standard library, -O1 -g, and a dependency file.
+/// gcc: the cross gcc-12 with the host's headers and `.ident`, with debug information.
 #[test]
-fn arm64_worker_builds_cxx_for_the_x86_64_host() {
+fn arm64_worker_builds_lua_with_gcc_o2_g() {
+    lua_through_arm64("cross_arm64_lua_gcc", "gcc", "-O2 -g");
+}
+
+/// gcc without debug information (no DW_AT_producer, other section layout).
+#[test]
+fn arm64_worker_builds_lua_with_gcc_o2() {
+    lua_through_arm64("cross_arm64_lua_gcc_nog", "gcc", "-O2");
+}
+
+/// clang: the worker's arm64 clang runs the host driver's `-cc1` command.
+#[test]
+fn arm64_worker_builds_lua_with_clang_o2_g() {
+    lua_through_arm64("cross_arm64_lua_clang", "clang", "-O2 -g");
+}
+
+/// clang without debug information.
+#[test]
+fn arm64_worker_builds_lua_with_clang_o1() {
+    lua_through_arm64("cross_arm64_lua_clang_nog", "clang", "-O1");
+}
+
+/// C++ with the standard library, -O1 -g, and a dependency file, with `cxx`.
+fn cxx_through_arm64(name: &str, cxx: &str) {
     let worker = ContainerWorker::start("offload-worker:arm64", 1);
     let both = run_twice(&Twice {
-        name: "cross_arm64_cxx",
+        name,
         materialize: &|root| {
             std::fs::create_dir_all(root.join("obj")).expect("root");
             std::fs::write(
@@ -51,7 +75,7 @@ fn arm64_worker_builds_cxx_for_the_x86_64_host() {
             offload_e2e::paths::fix_mtimes(root);
         },
         cwd: ".",
-        argv: ["g++", "-O1", "-g", "-MMD", "-c", "c.cc", "-o", "obj/c.o"]
+        argv: [cxx, "-O1", "-g", "-MMD", "-c", "c.cc", "-o", "obj/c.o"]
             .map(String::from)
             .to_vec(),
         env: vec![],
@@ -65,4 +89,14 @@ fn arm64_worker_builds_cxx_for_the_x86_64_host() {
         both.context(),
         worker.logs()
     );
+}
+
+#[test]
+fn arm64_worker_builds_cxx_with_gxx() {
+    cxx_through_arm64("cross_arm64_gxx", "g++");
+}
+
+#[test]
+fn arm64_worker_builds_cxx_with_clangxx() {
+    cxx_through_arm64("cross_arm64_clangxx", "clang++");
 }
