@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use tokio::net::UnixListener;
 
 use crate::compilers::MASQUERADE_NAMES;
+use crate::coordinator::probecache::ProbeCache;
 use crate::coordinator::{self, Coordinator};
 use crate::wrapper::{ENV_MASQ_DIR, ENV_SOCKET};
 
@@ -69,6 +70,13 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             scratch: tmp.path().to_owned(),
         },
         &workers,
+        // A worker started for this build only (at a new port each time) keeps its results
+        // in memory.
+        if local_worker.is_some() {
+            ProbeCache::open(None)
+        } else {
+            ProbeCache::open_default()
+        },
     )
     .await;
     let sock = tmp.path().join("coordinator.sock");
@@ -116,6 +124,13 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             .scans_reused
             .load(std::sync::atomic::Ordering::Relaxed);
         eprintln!("offload:   dependency scans reused: {reused}");
+        let probes =
+            |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "offload:   toolchain probes run: {}, reused from earlier builds: {}",
+            probes(&coord.stats.probes_run),
+            probes(&coord.stats.probes_reused)
+        );
         for (reason, n) in coord.stats.reasons() {
             eprintln!("offload:   {n:>5} × {reason}");
         }

@@ -4,9 +4,11 @@
 //! - [`wrapper`]: what runs as `gcc` inside the build.
 //! - [`coordinator`]: decides and carries out each compile.
 //! - [`classify`]: the argument tables (pure, no IO).
+//! - [`status`]: `offload status`: compilers, workers, probe results.
 pub mod build;
 pub mod classify;
 pub mod compilers;
 pub mod coordinator;
 pub mod ipc;
+pub mod status;
 pub mod wrapper;

@@ -1,4 +1,4 @@
-//! The `offload` binary: `offload build`, `offload worker`, `offload cc`, and — when
+//! The `offload` binary: `offload build`, `offload worker`, `offload status`, `offload cc`, and — when
 //! started under a compiler's name from the masquerade directory — the compiler wrapper.
 
 use std::ffi::OsString;
@@ -62,6 +62,13 @@ enum Command {
         /// UID:GID that compiles run as [default: 65534:65534 when started as root].
         #[arg(long, value_parser = parse_user)]
         job_user: Option<JobUser>,
+    },
+    /// Show this host's compilers, the workers, how each would run each compiler, and
+    /// whether its toolchain probe passed (results are kept across builds).
+    Status {
+        /// A worker to ask (HOST:PORT); repeat for several. Workers probed before are asked too.
+        #[arg(long = "worker", value_name = "HOST:PORT")]
+        workers: Vec<String>,
     },
     /// Run one compiler call through the enclosing `offload build` (for CC="offload cc gcc").
     Cc {
@@ -190,6 +197,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let _ = tokio::signal::ctrl_c().await;
             };
             worker.serve(listener, shutdown).await;
+            Ok(0)
+        }),
+        Command::Status { workers } => rt.block_on(async move {
+            let cache = offload_host::coordinator::probecache::ProbeCache::open_default();
+            print!("{}", offload_host::status::report(&workers, &cache).await);
             Ok(0)
         }),
         Command::Cc { .. } => unreachable!("handled before the runtime starts"),

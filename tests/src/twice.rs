@@ -139,7 +139,12 @@ pub fn run_twice_during(spec: &Twice<'_>, during: impl FnOnce(&Path, &mut Runnin
     let mut prefix: Vec<OsString> = vec![offload_bin().into(), "build".into(), "-v".into()];
     prefix.extend(spec.offload_args.iter().map(OsString::from));
     prefix.push("--".into());
-    let offload_cmd = cmd(&root).prefixed(&prefix);
+    let mut offload_cmd = cmd(&root).prefixed(&prefix);
+    // Each test keeps offload's per-user caches (probe results) to itself unless it asks.
+    if !spec.env.iter().any(|(k, _)| k == "XDG_CACHE_HOME") {
+        let cache = dir.join("cache");
+        offload_cmd = offload_cmd.env("XDG_CACHE_HOME", &cache.to_string_lossy());
+    }
     let mut running = offload_cmd.spawn();
     during(&root, &mut running);
     let offload = running.wait();

@@ -265,8 +265,12 @@ fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> 
         }
         std::fs::rename(staging.keep(), &template).map_err(io)?;
     }
-    // What the probe proved stays proved while these files stay as they are.
+    // What the probe proved stays proved while these files, and the worker that sets up
+    // their job roots, stay as they are.
     let mut stamp = listing.into_bytes();
+    if let Ok(meta) = std::env::current_exe().and_then(std::fs::metadata) {
+        stamp.extend(format!("worker:{}:{}\n", meta.len(), meta.mtime()).bytes());
+    }
     for (path, node) in &nodes {
         if *node == Node::File {
             let meta = std::fs::metadata(sources.get(path).unwrap_or(path)).map_err(io)?;

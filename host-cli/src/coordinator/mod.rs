@@ -7,9 +7,11 @@ pub mod cc1;
 pub mod content;
 pub mod depfile;
 pub mod envpolicy;
+pub mod fingerprint;
 pub mod outputs;
 pub mod prepare;
 pub mod probe;
+pub mod probecache;
 pub mod remote;
 pub mod scancache;
 pub mod sched;
@@ -62,7 +64,15 @@ pub struct Coordinator {
     next_job: AtomicU64,
     probes: std::sync::Mutex<ProbeResults>,
     toolchains: std::sync::Mutex<ToolchainAnswers>,
+    fingerprints: std::sync::Mutex<Fingerprints>,
+    probe_cache: probecache::ProbeCache,
 }
+
+/// The host compilers' fingerprints by (compiler path, C++?).
+type Fingerprints = std::collections::HashMap<
+    (String, bool),
+    Arc<tokio::sync::OnceCell<Result<Arc<fingerprint::Fingerprint>, String>>>,
+>;
 
 /// Workers' toolchain answers by (worker, compiler path).
 type ToolchainAnswers = std::collections::HashMap<
@@ -79,7 +89,11 @@ type ProbeResults = std::collections::HashMap<
 impl Coordinator {
     /// A coordinator for these workers (`host:port`); each is greeted once to learn its
     /// slot count, and one that does not answer starts paused.
-    pub async fn new(config: Config, addrs: &[String]) -> Arc<Coordinator> {
+    pub async fn new(
+        config: Config,
+        addrs: &[String],
+        probe_cache: probecache::ProbeCache,
+    ) -> Arc<Coordinator> {
         let sched = Scheduler::new(config.local_slots.max(1));
         let stats = Stats::default();
         let mut workers = Vec::new();
@@ -112,6 +126,8 @@ impl Coordinator {
             next_job: AtomicU64::new(1),
             probes: std::sync::Mutex::new(ProbeResults::new()),
             toolchains: std::sync::Mutex::new(ToolchainAnswers::new()),
+            fingerprints: std::sync::Mutex::new(Fingerprints::new()),
+            probe_cache,
         })
     }
 
@@ -352,8 +368,8 @@ impl Coordinator {
         };
         cell.get_or_init(|| async {
             let addr = &self.workers[n].addr;
-            match self.toolchain(n, &req.compiler).await {
-                Ok(info) if info.kind != ToolchainKind::Unavailable => {}
+            let info = match self.toolchain(n, &req.compiler).await {
+                Ok(info) if info.kind != ToolchainKind::Unavailable => info,
                 Ok(info) => {
                     self.stats.warn(format!(
                         "worker {addr} cannot run {}: {}; its compiles of it ran locally",
@@ -362,13 +378,47 @@ impl Coordinator {
                     return Err(format!("worker {addr} cannot run {}", req.compiler));
                 }
                 Err(e) => return Err(e),
+            };
+            let fp = self.fingerprint(&req.compiler, cxx).await?;
+            let host = probe::key(&fp);
+            if let Some(e) =
+                self.probe_cache
+                    .lookup(addr, &req.compiler, cxx, &host, &info.fingerprint)
+            {
+                self.stats.probes_reused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(worker = addr, compiler = req.compiler, cxx, passed = e.passed, "probe result reused");
+                if e.passed {
+                    return Ok(());
+                }
+                self.stats.warn(format!(
+                    "worker {addr} failed the toolchain probe for {} (in an earlier build, with the same toolchains): {}; its compiles of it ran locally",
+                    req.compiler, e.detail
+                ));
+                return Err(format!("worker {addr} failed the toolchain probe: {}", e.detail));
             }
+            self.stats.probes_run.fetch_add(1, Ordering::Relaxed);
             let dir = self
                 .config
                 .scratch
                 .join(format!("probe-{n}-{}", self.next_job.fetch_add(1, Ordering::Relaxed)));
             let result = probe::run(self, n, req, cxx, &dir).await;
             let _ = std::fs::remove_dir_all(&dir);
+            let entry = probecache::Entry {
+                worker: addr.clone(),
+                worker_name: self.workers[n].name(),
+                compiler: req.compiler.clone(),
+                cxx,
+                host,
+                theirs: info.fingerprint,
+                how: format!("{:?} ({})", info.kind, info.detail),
+                passed: result.is_ok(),
+                detail: result.clone().err().unwrap_or_default(),
+                when: probecache::now(),
+                summary: fp.summary(),
+            };
+            if let Err(e) = self.probe_cache.record(entry) {
+                tracing::warn!("cannot save the probe result: {e}");
+            }
             match &result {
                 Ok(()) => tracing::info!(worker = addr, compiler = req.compiler, "toolchain probe passed"),
                 Err(e) => self.stats.warn(format!(
@@ -398,6 +448,36 @@ impl Coordinator {
                 .map_err(|e| e.to_string())?;
             tracing::info!(worker = self.workers[n].addr, compiler, kind = ?info.kind, detail = info.detail, "toolchain");
             Ok(info)
+        })
+        .await
+        .clone()
+    }
+
+    /// The fingerprint of this host's `compiler` for C or C++, computed once per build.
+    async fn fingerprint(
+        &self,
+        compiler: &str,
+        cxx: bool,
+    ) -> Result<Arc<fingerprint::Fingerprint>, String> {
+        let cell = {
+            let mut map = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((compiler.to_owned(), cxx))
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            let ours = self.caches.compiler(compiler).await?;
+            let dirs: Vec<String> = self
+                .caches
+                .builtins(compiler, cxx)
+                .await
+                .dirs
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect();
+            tokio::task::spawn_blocking(move || Arc::new(fingerprint::compute(&ours, cxx, &dirs)))
+                .await
+                .map_err(|e| format!("fingerprinting {compiler}: {e}"))
         })
         .await
         .clone()

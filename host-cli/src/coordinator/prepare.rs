@@ -145,7 +145,8 @@ impl Caches {
         Ok(c)
     }
 
-    async fn builtins(&self, compiler: &str, cxx: bool) -> Arc<Builtins> {
+    /// The compiler's built-in include directories for C or C++, asked once per build.
+    pub async fn builtins(&self, compiler: &str, cxx: bool) -> Arc<Builtins> {
         let key = (compiler.to_owned(), cxx);
         if let Some(b) = lock(&self.builtins).get(&key) {
             return b.clone();

@@ -49,6 +49,19 @@ const C_CASES: &[&[&str]] = &[
 /// The compiles for C++.
 const CXX_CASES: &[&[&str]] = &[&["-O1", "-g", "-Wall", "-c", "probe.cc", "-o", "cxx-O1-g.o"]];
 
+/// The key a probe result is kept under for the host's side: the compiler's fingerprint
+/// and the probe itself (its sources and commands), so a changed probe runs again.
+pub fn key(fp: &super::fingerprint::Fingerprint) -> offload_shared::Digest {
+    let mut text = fp.digest().to_hex();
+    for (name, body) in FILES {
+        text.push_str(&format!("\n{name}\n{body}"));
+    }
+    for case in C_CASES.iter().chain(CXX_CASES) {
+        text.push_str(&format!("\n{}", case.join(" ")));
+    }
+    offload_shared::Digest::of(text.as_bytes())
+}
+
 /// Runs the probe for `req.compiler` (its C or its C++ side) on worker `n` in `dir` (a
 /// directory of this host's that the worker cannot see). `Err` says what differed.
 pub async fn run(

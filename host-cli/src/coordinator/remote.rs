@@ -80,6 +80,7 @@ pub struct Worker {
     /// `host:port`.
     pub addr: String,
     idle: Mutex<Vec<Conn>>,
+    name: Mutex<String>,
     /// Bytes sent to it (compressed).
     pub sent: AtomicU64,
     /// Bytes received from it (compressed).
@@ -104,6 +105,7 @@ impl Worker {
         Worker {
             addr,
             idle: Mutex::new(Vec::new()),
+            name: Mutex::new(String::new()),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }
@@ -116,9 +118,17 @@ impl Worker {
         }
     }
 
+    /// The name the worker gave when it was greeted (empty before).
+    pub fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Opens a connection and shakes hands.
     pub async fn hello(&self) -> Result<Welcome, RemoteError> {
         let (conn, welcome) = self.connect().await?;
+        welcome
+            .worker
+            .clone_into(&mut self.name.lock().unwrap_or_else(|p| p.into_inner()));
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -16,6 +16,10 @@ pub struct Stats {
     pub fell_back: AtomicU64,
     /// Remote compiles whose dependency scan was reused.
     pub scans_reused: AtomicU64,
+    /// Toolchain probes run in this build.
+    pub probes_run: AtomicU64,
+    /// Toolchain probe results taken from an earlier build.
+    pub probes_reused: AtomicU64,
     reasons: Mutex<BTreeMap<String, u64>>,
     warnings: Mutex<BTreeSet<String>>,
 }
