@@ -1,6 +1,7 @@
-//! The arm64 worker: the project's `offload-worker:arm64` image (under qemu-user here, as on
-//! an Apple-Silicon Mac natively) compiles for this x86_64 host with its x86_64-targeting
-//! cross compilers, and every object equals the host's own.
+//! The worker images (`docker/build.sh`), each in a container on a private Docker network.
+//! arm64 (under qemu-user here, natively on an Apple-Silicon Mac): its x86_64-targeting
+//! cross gcc and its multi-target clang compile for this x86_64 host, and every object
+//! equals the host's own. amd64: the image's compilers are the host's own.
 
 use offload_e2e::container::ContainerWorker;
 use offload_e2e::{Twice, projects, run_twice};
@@ -99,4 +100,29 @@ fn arm64_worker_builds_cxx_with_gxx() {
 #[test]
 fn arm64_worker_builds_cxx_with_clangxx() {
     cxx_through_arm64("cross_arm64_clangxx", "clang++");
+}
+
+/// The amd64 image (the worker as it runs on a Linux box or an Intel Mac): its Debian
+/// compilers are the host's own, so zstd (C with a `.S` file) builds entirely there.
+#[test]
+fn amd64_image_worker_builds_zstd() {
+    let worker = ContainerWorker::start("offload-worker:amd64", 2);
+    let project = projects::zstd("-O2 -g");
+    let both = run_twice(&Twice {
+        name: "container_amd64_zstd",
+        materialize: &|root| project.materialize(root),
+        cwd: ".",
+        argv: project.make_argv(2, "gcc"),
+        env: vec![],
+        stdin: None,
+        offload_args: via(&worker),
+    });
+    both.assert_plain_succeeded();
+    let s = &both.summary;
+    assert!(
+        s.remote == project.objects as u64 && s.fell_back == 0,
+        "every compile must run in the amd64 container\n{}\nworker log:\n{}",
+        both.context(),
+        worker.logs()
+    );
 }
