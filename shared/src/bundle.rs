@@ -86,8 +86,10 @@ pub enum BundleError {
     },
 }
 
-/// zstd level of bundles: a bundle is built once per compiler and cached by the host.
-pub const LEVEL: i32 = 9;
+/// zstd level of bundles. Measured on gcc 12's 80 MB (docs/BENCHMARKS.md): level 3 packs
+/// it to 31 MB in 0.4 s, level 9 to 28 MB in 1.6 s; the first build waits for the packing,
+/// and 3 MB more cost a LAN well under the 1.2 s saved.
+pub const LEVEL: i32 = 3;
 
 /// Packs `nodes` (absolute paths, as [`crate::walk::PathWalker`] records them) into a
 /// bundle, reading each file from its own path.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offload_shared::protocol::frame::{read_frame, write_frame};
-use offload_shared::protocol::{CompilerRef, ExitStatus, Limits, ToolchainInfo, ToolchainKind};
+use offload_shared::protocol::{ExitStatus, Limits, ToolchainInfo, ToolchainKind};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -400,75 +400,10 @@ impl Coordinator {
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(worker = self.workers[n].addr, compiler, kind = ?info.kind, detail = info.detail, "toolchain");
-            Ok(self.ship_if_needed(n, &ours, info).await)
+            Ok(ship::if_needed(&self.workers[n], &self.bundles, &self.stats, &ours, info).await)
         })
         .await
         .clone()
-    }
-
-    /// Sends this host's toolchain for `ours` to worker `n` when the worker shares this
-    /// host's architecture and either cannot run the compiler or keeps an older bundle of
-    /// it. Gives the worker's new answer, or `info` when nothing was (or could be) shipped.
-    async fn ship_if_needed(
-        &self,
-        n: usize,
-        ours: &CompilerRef,
-        info: ToolchainInfo,
-    ) -> ToolchainInfo {
-        let worker = &self.workers[n];
-        let addr = &worker.addr;
-        let wanted = matches!(
-            info.kind,
-            ToolchainKind::Unavailable | ToolchainKind::Shipped
-        );
-        if !wanted || worker.arch().as_deref() != Some(std::env::consts::ARCH) {
-            return info;
-        }
-        let bundle = match self.bundles.get(&ours.path).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.stats.warn(format!(
-                    "cannot bundle {} for worker {addr}: {e}",
-                    ours.path
-                ));
-                return info;
-            }
-        };
-        if info.kind == ToolchainKind::Shipped && info.fingerprint == bundle.digest {
-            return info;
-        }
-        let t0 = std::time::Instant::now();
-        match worker.ship(ours, bundle.digest, &bundle.bytes).await {
-            Ok((new, sent)) => {
-                if sent > 0 {
-                    self.stats.shipped(sent);
-                }
-                tracing::info!(
-                    worker = addr,
-                    compiler = ours.path,
-                    bundle = %bundle.digest,
-                    bytes = sent,
-                    ms = t0.elapsed().as_millis() as u64,
-                    kind = ?new.kind,
-                    detail = new.detail,
-                    "toolchain shipped"
-                );
-                if new.kind == ToolchainKind::Unavailable {
-                    self.stats.warn(format!(
-                        "worker {addr} did not take this host's toolchain for {}: {}",
-                        ours.path, new.detail
-                    ));
-                }
-                new
-            }
-            Err(e) => {
-                self.stats.warn(format!(
-                    "shipping the toolchain for {} to worker {addr} failed: {e}",
-                    ours.path
-                ));
-                info
-            }
-        }
     }
 
     /// How worker `n` runs `compiler`, if it has been asked.

@@ -7,6 +7,9 @@
 //! made of the file list with each file's size and modification time: a later build finds
 //! it there while the compiler's files are unchanged, and any change (an upgrade) makes a
 //! new one. Within a build each compiler's bundle is made or read once.
+//!
+//! [`if_needed`] decides and ships: only to a worker of this host's architecture that
+//! cannot run the compiler, or that keeps another bundle of it than this host's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -17,8 +20,74 @@ use std::time::Instant;
 
 use offload_shared::Digest;
 use offload_shared::bundle::{self, BundleError};
+use offload_shared::protocol::{CompilerRef, ToolchainInfo, ToolchainKind};
 use offload_shared::toolchain;
 use offload_shared::walk::Node;
+
+use super::remote::Worker;
+use super::stats::Stats;
+
+/// Whether a worker that answered `kind` and runs on `arch` may need this host's bundle.
+fn may_need(kind: ToolchainKind, arch: Option<&str>) -> bool {
+    matches!(kind, ToolchainKind::Unavailable | ToolchainKind::Shipped)
+        && arch == Some(std::env::consts::ARCH)
+}
+
+/// Sends this host's toolchain for `ours` to `worker` when it may need it (see
+/// [`may_need`]) and does not hold this very bundle. Gives the worker's new answer, or
+/// `info` when nothing was (or could be) shipped; failures are warnings, never errors.
+pub async fn if_needed(
+    worker: &Worker,
+    bundles: &Bundles,
+    stats: &Stats,
+    ours: &CompilerRef,
+    info: ToolchainInfo,
+) -> ToolchainInfo {
+    let addr = &worker.addr;
+    if !may_need(info.kind, worker.arch().as_deref()) {
+        return info;
+    }
+    let bundle = match bundles.get(&ours.path).await {
+        Ok(b) => b,
+        Err(e) => {
+            stats.warn(format!(
+                "cannot bundle {} for worker {addr}: {e}",
+                ours.path
+            ));
+            return info;
+        }
+    };
+    if info.kind == ToolchainKind::Shipped && info.fingerprint == bundle.digest {
+        return info;
+    }
+    let t0 = Instant::now();
+    match worker.ship(ours, bundle.digest, &bundle.bytes).await {
+        Ok((new, sent)) => {
+            let ms = t0.elapsed().as_millis() as u64;
+            let (compiler, bundle, kind, detail) =
+                (&ours.path, bundle.digest, new.kind, &new.detail);
+            if sent > 0 {
+                stats.shipped(sent);
+                tracing::info!(worker = addr, compiler, %bundle, bytes = sent, ms, ?kind, detail, "toolchain shipped");
+            } else {
+                tracing::info!(worker = addr, compiler, %bundle, ms, ?kind, detail, "toolchain bundle was on the worker already");
+            }
+            if kind == ToolchainKind::Unavailable {
+                stats.warn(format!(
+                    "worker {addr} did not take this host's toolchain for {compiler}: {detail}"
+                ));
+            }
+            new
+        }
+        Err(e) => {
+            stats.warn(format!(
+                "shipping the toolchain for {} to worker {addr} failed: {e}",
+                ours.path
+            ));
+            info
+        }
+    }
+}
 
 /// A bundle ready to send.
 #[derive(Debug)]
@@ -189,6 +258,17 @@ mod tests {
         std::fs::write(&cc, "#!/bin/sh\necho none\n").unwrap();
         std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         cc
+    }
+
+    #[test]
+    fn only_same_architecture_workers_without_the_compiler_get_it() {
+        let here = Some(std::env::consts::ARCH);
+        assert!(may_need(ToolchainKind::Unavailable, here));
+        assert!(may_need(ToolchainKind::Shipped, here));
+        assert!(!may_need(ToolchainKind::Native, here));
+        assert!(!may_need(ToolchainKind::CrossGcc, here));
+        assert!(!may_need(ToolchainKind::Unavailable, Some("elsewhere")));
+        assert!(!may_need(ToolchainKind::Unavailable, None));
     }
 
     #[test]
