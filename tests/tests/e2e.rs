@@ -9,7 +9,8 @@
 //! - `builds`: real third-party C (Lua, zstd, SQLite) through make, gcc/g++/clang, -O0/-O2, ±-g;
 //! - `cases`: single compiler calls, one per classifier row, diagnostics and exit statuses;
 //! - `harness`: the shared fidelity harness (`shared/fidelity/run.py`) under `offload build`;
-//! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker.
+//! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker;
+//! - `ship`: the host's toolchain shipped to a worker without it.
 
 mod builds;
 mod cases;
@@ -18,6 +19,7 @@ mod faults;
 mod harness;
 mod probe;
 mod rescan;
+mod ship;
 mod terminal;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.

@@ -9,6 +9,7 @@ pub mod asshim;
 pub mod jobroot;
 pub mod sandbox;
 pub mod server;
+pub mod shipped;
 pub mod store;
 pub mod toolchain;
 

@@ -17,8 +17,8 @@ use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
     CompilerRef, FrameError, JobDone, JobRejected, JobRequest, Limits, Message, NeedBlobs,
-    OutputFile, PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, ToolchainInfo, ToolchainKind,
-    Welcome,
+    NeedToolchain, OutputFile, PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, ToolchainInfo,
+    ToolchainKind, ToolchainOffer, Welcome,
 };
 use offload_shared::tree::EntryKind;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use crate::jobroot::{JobRoot, JobUser};
 use crate::sandbox::{self, RunSpec};
 use crate::store::Store;
-use crate::toolchain::{Mode, Toolchains};
+use crate::toolchain::{Mode, Toolchain, ToolchainError, Toolchains};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -56,18 +56,18 @@ type Env = Vec<(String, String)>;
 fn job_command(job: &JobRequest, mode: &Mode) -> Result<(String, Vec<String>, Env), String> {
     let program = job.compiler.path.clone();
     // The worker's clang sits at the host compiler's path in the job root; argv[0] is only
-    // a name to `clang -cc1`, which runs no other program. Native clang gets a -cc1 command
-    // for a job resolved against the host's CPU (`-march=native`).
+    // a name to `clang -cc1`, which runs no other program. Native (or shipped) clang gets a
+    // -cc1 command for a job resolved against the host's CPU (`-march=native`).
     let cc1 = !job.cc1_argv.is_empty();
     match mode {
-        Mode::CrossClangCc1 | Mode::Native if cc1 => {
+        Mode::CrossClangCc1 | Mode::Native | Mode::Shipped if cc1 => {
             if job.cc1_argv.get(1).map(String::as_str) != Some("-cc1") {
                 return Err("a -cc1 command must start with the program and -cc1".into());
             }
             Ok((program, job.cc1_argv.clone(), job.env.clone()))
         }
         Mode::CrossClangCc1 => Err("this worker runs another build of clang: the job must carry the host driver's -cc1 command".into()),
-        Mode::Native => Ok((program, job.argv.clone(), job.env.clone())),
+        Mode::Native | Mode::Shipped => Ok((program, job.argv.clone(), job.env.clone())),
         Mode::CrossGcc { .. } if cc1 => Err("a gcc job cannot carry a -cc1 command".into()),
         Mode::CrossGcc { ident } => Ok(cross_gcc_command(job, ident, program)?),
     }
@@ -101,6 +101,29 @@ fn cross_gcc_command(
     env.push(("OFFLOAD_IDENT_TO".into(), job.compiler.ident.clone()));
     Ok((program, argv, env))
 }
+
+/// The answer for a compiler the worker cannot run.
+fn unavailable(compiler: &CompilerRef, why: String) -> ToolchainInfo {
+    ToolchainInfo {
+        path: compiler.path.clone(),
+        kind: ToolchainKind::Unavailable,
+        detail: why,
+        fingerprint: Digest([0; 32]),
+    }
+}
+
+/// The answer for a toolchain the host shipped: its fingerprint is the bundle's digest.
+fn shipped_info(compiler: &CompilerRef, tc: &Toolchain) -> ToolchainInfo {
+    ToolchainInfo {
+        path: compiler.path.clone(),
+        kind: tc.mode.kind(),
+        detail: format!("shipped bundle {}", tc.fingerprint),
+        fingerprint: tc.fingerprint,
+    }
+}
+
+/// Largest toolchain bundle accepted (compressed; gcc 12 with cc1plus is ~30 MB).
+const MAX_BUNDLE_BYTES: u64 = 256 << 20;
 
 /// Most bytes a job's blobs or outputs may add up to.
 const MAX_JOB_BYTES: u64 = 1 << 30;
@@ -228,6 +251,7 @@ impl Worker {
             version: PROTOCOL_VERSION,
             worker: self.config.name.clone(),
             slots: self.config.slots,
+            arch: std::env::consts::ARCH.to_owned(),
         });
         write_frame(&mut w, &welcome, &[], lim).await?;
         loop {
@@ -241,8 +265,12 @@ impl Worker {
                     write_frame(&mut w, &Message::ToolchainInfo(info), &[], lim).await?;
                     continue;
                 }
+                Message::ToolchainOffer(offer) => {
+                    self.offered(offer, &mut r, &mut w).await?;
+                    continue;
+                }
                 _ => {
-                    let message = "expected a job or a toolchain query".to_owned();
+                    let message = "expected a job, a toolchain query or offer".to_owned();
                     write_frame(
                         &mut w,
                         &Message::Error(ProtocolError {
@@ -263,19 +291,105 @@ impl Worker {
     fn toolchain_info(&self, compiler: CompilerRef) -> ToolchainInfo {
         let got = tokio::task::block_in_place(|| self.toolchains.get(&compiler));
         match got {
+            Ok(tc) if tc.mode == Mode::Shipped => shipped_info(&compiler, &tc),
             Ok(tc) => ToolchainInfo {
                 path: compiler.path,
                 kind: tc.mode.kind(),
                 detail: tc.runs_as.clone(),
                 fingerprint: tc.fingerprint,
             },
-            Err(e) => ToolchainInfo {
-                path: compiler.path,
-                kind: ToolchainKind::Unavailable,
-                detail: e.to_string(),
-                fingerprint: Digest([0; 32]),
-            },
+            Err(e) => unavailable(&compiler, e.to_string()),
         }
+    }
+
+    /// Answers the host's offer of its toolchain: takes a bundle it keeps already, asks for
+    /// the bytes of one it lacks (refusing oversized ones), and answers with the
+    /// toolchain it then has, or why not.
+    async fn offered<R, W>(
+        &self,
+        offer: ToolchainOffer,
+        r: &mut R,
+        w: &mut W,
+    ) -> Result<(), FrameError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let lim = Limits::DEFAULT;
+        let (compiler, bundle) = (&offer.compiler, offer.bundle);
+        let answer = |result: Result<Arc<Toolchain>, ToolchainError>| -> Message {
+            Message::ToolchainInfo(match result {
+                Ok(tc) => shipped_info(compiler, &tc),
+                Err(e) => {
+                    tracing::warn!(compiler = compiler.path, %bundle, "shipped toolchain refused: {e}");
+                    unavailable(compiler, e.to_string())
+                }
+            })
+        };
+        if self.toolchains.has_bundle(&bundle) {
+            let got =
+                tokio::task::block_in_place(|| self.toolchains.install(compiler, &bundle, None));
+            return write_frame(w, &answer(got), &[], lim).await;
+        }
+        let max = MAX_BUNDLE_BYTES.min(lim.max_payload.into());
+        if offer.size > max {
+            let why = format!(
+                "its toolchain bundle of {} bytes exceeds this worker's limit of {max} bytes",
+                offer.size
+            );
+            tracing::warn!(compiler = compiler.path, %bundle, "{why}");
+            return write_frame(
+                w,
+                &Message::ToolchainInfo(unavailable(compiler, why)),
+                &[],
+                lim,
+            )
+            .await;
+        }
+        let need = Message::NeedToolchain(NeedToolchain { bundle });
+        write_frame(w, &need, &[], lim).await?;
+        // Exactly the offered size: a larger payload is refused before it is read.
+        let bundle_lim = Limits {
+            max_payload: u32::try_from(offer.size).unwrap_or(u32::MAX),
+            ..lim
+        };
+        let t0 = std::time::Instant::now();
+        let (msg, bytes) = match read_frame::<_, Message>(r, bundle_lim).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(e) => {
+                let message = format!("toolchain bundle refused: {e}");
+                let reply = Message::Error(ProtocolError { message });
+                let _ = write_frame(w, &reply, &[], lim).await;
+                return Err(e);
+            }
+        };
+        match msg {
+            Message::ToolchainBundle(b)
+                if b.bundle == bundle && bytes.len() as u64 == offer.size => {}
+            _ => {
+                let message = "expected the offered toolchain bundle".to_owned();
+                let reply = Message::Error(ProtocolError {
+                    message: message.clone(),
+                });
+                write_frame(w, &reply, &[], lim).await?;
+                return Err(FrameError::Malformed(message));
+            }
+        }
+        let received_ms = t0.elapsed().as_millis() as u64;
+        let got = tokio::task::block_in_place(|| {
+            self.toolchains.install(compiler, &bundle, Some(&bytes))
+        });
+        tracing::info!(
+            compiler = compiler.path,
+            %bundle,
+            bytes = bytes.len(),
+            received_ms,
+            unpacked_ms = t0.elapsed().as_millis() as u64 - received_ms,
+            ok = got.is_ok(),
+            "toolchain bundle received"
+        );
+        write_frame(w, &answer(got), &[], lim).await
     }
 
     async fn job<R, W>(&self, job: JobRequest, r: &mut R, w: &mut W) -> Result<(), FrameError>

@@ -6,6 +6,10 @@
 //! few data files they read into a template directory once. Each job root gets hard links
 //! to the template, at the same absolute paths, through the same symbolic links.
 //! Headers are never part of a toolchain: they come from the host with the job.
+//!
+//! A toolchain the host shipped ([`crate::shipped`]) comes first: it is the host's very
+//! files. Then the worker's own driver with the host's digest, then another build of the
+//! same compiler (a cross compiler).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -15,7 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, ToolchainKind};
+use offload_shared::toolchain::{self, PROGRAM_PATH, shared_libraries, sub_program};
 use offload_shared::walk::{Node, PathWalker, Resolved};
+
+use crate::shipped::Shipped;
 
 /// Why a compiler cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,12 @@ pub enum ToolchainError {
         /// The host's digest.
         theirs: Digest,
     },
+    /// A shipped bundle that cannot be used.
+    #[error(transparent)]
+    Bundle(#[from] offload_shared::bundle::BundleError),
+    /// A shipped bundle that does not hold the compiler it was offered for.
+    #[error("shipped toolchain: {0}")]
+    Shipped(String),
     /// Reading or copying failed.
     #[error("preparing toolchain {path}: {source}")]
     Io {
@@ -71,6 +84,8 @@ pub enum Mode {
     /// Another build of the host's clang (same version and `.ident`) that also targets the
     /// host's architecture: jobs run the compiler proper with the host driver's arguments.
     CrossClangCc1,
+    /// The host's own toolchain, shipped as a bundle: jobs run unchanged.
+    Shipped,
 }
 
 impl Mode {
@@ -80,6 +95,7 @@ impl Mode {
             Mode::Native => ToolchainKind::Native,
             Mode::CrossGcc { .. } => ToolchainKind::CrossGcc,
             Mode::CrossClangCc1 => ToolchainKind::CrossClangCc1,
+            Mode::Shipped => ToolchainKind::Shipped,
         }
     }
 }
@@ -99,25 +115,9 @@ impl Toolchain {
 #[derive(Debug)]
 pub struct Toolchains {
     dir: PathBuf,
+    shipped: Shipped,
     ready: Mutex<HashMap<(String, Digest), Arc<Toolchain>>>,
 }
-
-/// Data files the compilers read besides their libraries (those that exist are taken).
-const DATA_FILES: &[&str] = &[
-    "/etc/ld.so.cache",
-    "/usr/lib/locale/C.utf8",
-    "/usr/lib/locale/locale-archive",
-    "/usr/share/locale/locale.alias",
-    "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
-    "/usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache",
-];
-
-/// Sub-programs a driver runs for `-c` (objcopy splits `-gsplit-dwarf` objects), asked of
-/// the driver with `-print-prog-name`.
-const SUB_PROGRAMS: &[&str] = &["cc1", "cc1plus", "as", "objcopy"];
-
-/// Directories searched for a sub-program the driver names without a path.
-const PROGRAM_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
 
 impl Toolchains {
     /// Toolchains kept under `dir`.
@@ -125,6 +125,7 @@ impl Toolchains {
         let _ = std::fs::create_dir_all(dir);
         Toolchains {
             dir: dir.to_owned(),
+            shipped: Shipped::new(&dir.join("shipped")),
             ready: Mutex::new(HashMap::new()),
         }
     }
@@ -139,8 +140,37 @@ impl Toolchains {
         if let Some(t) = ready.get(&key) {
             return Ok(t.clone());
         }
-        let t = Arc::new(prepare(compiler, &self.dir)?);
+        let t = match self.shipped.find(compiler)? {
+            Some(t) => t,
+            None => prepare(compiler, &self.dir)?,
+        };
+        let t = Arc::new(t);
         ready.insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// Whether the shipped bundle `bundle` is unpacked here.
+    pub fn has_bundle(&self, bundle: &Digest) -> bool {
+        self.shipped.has(bundle)
+    }
+
+    /// Makes the host's bundle `bundle` (unpacked here already when `bytes` is `None`)
+    /// `compiler`'s toolchain, replacing what the worker had for it. Blocking; the bundle is
+    /// checked and unpacked without holding the lock.
+    pub fn install(
+        &self,
+        compiler: &CompilerRef,
+        bundle: &Digest,
+        bytes: Option<&[u8]>,
+    ) -> Result<Arc<Toolchain>, ToolchainError> {
+        let t = match bytes {
+            Some(b) => self.shipped.install(compiler, bundle, b)?,
+            None => self.shipped.adopt(compiler, bundle)?,
+        };
+        let t = Arc::new(t);
+        tracing::info!(compiler = compiler.path, %bundle, files = t.nodes.len(), "shipped toolchain installed");
+        self.lock()
+            .insert((compiler.path.clone(), compiler.digest), t.clone());
         Ok(t)
     }
 
@@ -190,24 +220,7 @@ fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> 
         }
     };
     let compiler = runs_as.as_str();
-    let mut programs = vec![driver.clone()];
-    for sub in SUB_PROGRAMS {
-        if let Some(p) = sub_program(compiler, sub)
-            && let Resolved::File(real) = walker.resolve(&p, Path::new("/")).map_err(io)?
-        {
-            programs.push(real);
-        }
-    }
-    let mut extra: Vec<PathBuf> = Vec::new();
-    for p in &programs {
-        extra.extend(shared_libraries(p));
-    }
-    extra.extend(DATA_FILES.iter().map(PathBuf::from));
-    for p in extra {
-        if let Resolved::Dir(d) = walker.resolve(&p, Path::new("/")).map_err(io)? {
-            add_dir_contents(&mut walker, &d).map_err(io)?;
-        }
-    }
+    toolchain::add_parts(&mut walker, compiler, &driver).map_err(io)?;
     let mut nodes = walker.into_nodes();
     // Files whose template copy comes from elsewhere than their own path.
     let mut sources: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
@@ -348,76 +361,4 @@ fn assembly_ident(compiler: &Path, extra: &[&str]) -> Option<String> {
         .output()
         .ok()?;
     offload_shared::ident::of_assembly(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Adds every file below `dir` (one level of subdirectories is enough for locale data).
-fn add_dir_contents(walker: &mut PathWalker, dir: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if let Resolved::Dir(d) = walker.resolve(&p, Path::new("/"))? {
-            add_dir_contents(walker, &d)?;
-        }
-    }
-    Ok(())
-}
-
-/// Where the driver finds `name`: an absolute path, or a bare name looked up in the PATH
-/// the job runs with.
-fn sub_program(compiler: &str, name: &str) -> Option<PathBuf> {
-    let out = Command::new(compiler)
-        .arg(format!("-print-prog-name={name}"))
-        .output()
-        .ok()?;
-    let s = String::from_utf8(out.stdout).ok()?;
-    let s = s.trim();
-    if s.starts_with('/') {
-        return Some(PathBuf::from(s));
-    }
-    PROGRAM_PATH
-        .iter()
-        .map(|d| Path::new(d).join(s))
-        .find(|p| p.is_file())
-}
-
-/// The shared libraries `program` loads, and its interpreter, as `ldd` lists them.
-fn shared_libraries(program: &Path) -> Vec<PathBuf> {
-    let Ok(out) = Command::new("ldd").arg(program).output() else {
-        return Vec::new();
-    };
-    parse_ldd(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ldd_lines() {
-        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
-                    \tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n\
-                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
-                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\
-                    \tlibgone.so => not found\n";
-        assert_eq!(
-            parse_ldd(text),
-            vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"),
-                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
-            ]
-        );
-    }
 }

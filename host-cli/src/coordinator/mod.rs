@@ -15,6 +15,7 @@ pub mod probecache;
 pub mod remote;
 pub mod scancache;
 pub mod sched;
+pub mod ship;
 pub mod stats;
 pub mod terminal;
 pub mod tree;
@@ -66,6 +67,7 @@ pub struct Coordinator {
     toolchains: std::sync::Mutex<ToolchainAnswers>,
     fingerprints: std::sync::Mutex<Fingerprints>,
     probe_cache: probecache::ProbeCache,
+    bundles: ship::Bundles,
 }
 
 /// The host compilers' fingerprints by (compiler path, C++?).
@@ -128,6 +130,7 @@ impl Coordinator {
             toolchains: std::sync::Mutex::new(ToolchainAnswers::new()),
             fingerprints: std::sync::Mutex::new(Fingerprints::new()),
             probe_cache,
+            bundles: ship::Bundles::default(),
         })
     }
 
@@ -432,7 +435,8 @@ impl Coordinator {
         .clone()
     }
 
-    /// How worker `n` runs `compiler`, asked once per build.
+    /// How worker `n` runs `compiler`, asked once per build; a worker of this host's
+    /// architecture that cannot run it gets this host's toolchain first (see [`ship`]).
     async fn toolchain(&self, n: usize, compiler: &str) -> Result<ToolchainInfo, String> {
         let cell = {
             let mut map = self.toolchains.lock().unwrap_or_else(|p| p.into_inner());
@@ -447,7 +451,7 @@ impl Coordinator {
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(worker = self.workers[n].addr, compiler, kind = ?info.kind, detail = info.detail, "toolchain");
-            Ok(info)
+            Ok(ship::if_needed(&self.workers[n], &self.bundles, &self.stats, &ours, info).await)
         })
         .await
         .clone()

@@ -4,11 +4,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use offload_shared::Digest;
 use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
     Blobs, CompilerRef, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME,
-    PROTOCOL_VERSION, ToolchainInfo, Welcome,
+    PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainOffer, Welcome,
 };
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -85,6 +86,8 @@ pub struct Worker {
     pub sent: AtomicU64,
     /// Bytes received from it (compressed).
     pub received: AtomicU64,
+    /// Its architecture, from its last Welcome.
+    arch: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -96,6 +99,8 @@ impl std::fmt::Debug for Worker {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Beyond the compile's own limit, time allowed for transfers.
 const TRANSFER_MARGIN: Duration = Duration::from_secs(60);
+/// Time allowed for shipping a toolchain: sending ~30 MB and the worker's unpacking.
+const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most bytes accepted in a result.
 const MAX_RESULT: u64 = 1 << 30;
 
@@ -108,7 +113,13 @@ impl Worker {
             name: Mutex::new(String::new()),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            arch: Mutex::new(None),
         }
+    }
+
+    /// The worker's architecture (`std::env::consts::ARCH` there), once it has answered.
+    pub fn arch(&self) -> Option<String> {
+        self.arch.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn frame_err(&self) -> impl Fn(FrameError) -> RemoteError + '_ {
@@ -165,7 +176,10 @@ impl Worker {
         .map_err(|_| cerr("handshake timed out".into()))?
         .map_err(|e| cerr(e.to_string()))?;
         match answer {
-            Some((Message::Welcome(w), _)) if w.version == PROTOCOL_VERSION => Ok((c, w)),
+            Some((Message::Welcome(w), _)) if w.version == PROTOCOL_VERSION => {
+                *self.arch.lock().unwrap_or_else(|p| p.into_inner()) = Some(w.arch.clone());
+                Ok((c, w))
+            }
             Some((Message::Error(e), _)) => Err(cerr(e.message)),
             _ => Err(cerr("unexpected handshake answer".into())),
         }
@@ -208,6 +222,60 @@ impl Worker {
                 why: "unexpected answer to a toolchain query".into(),
             }),
         }
+    }
+
+    /// Offers this host's toolchain for `compiler` (the bundle `bundle` holding `bytes`) and
+    /// sends the bytes if the worker asks for them. Gives the worker's answer and how many
+    /// bytes were sent (none when it kept the bundle from an earlier build).
+    pub async fn ship(
+        &self,
+        compiler: &CompilerRef,
+        bundle: Digest,
+        bytes: &[u8],
+    ) -> Result<(ToolchainInfo, u64), RemoteError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut c = match conn {
+            Some(c) => c,
+            None => self.connect().await?.0,
+        };
+        let lim = Limits::DEFAULT;
+        let fe = self.frame_err();
+        let invalid = |why: String| RemoteError::Invalid {
+            addr: self.addr.clone(),
+            why,
+        };
+        let offer = Message::ToolchainOffer(ToolchainOffer {
+            compiler: compiler.clone(),
+            bundle,
+            size: bytes.len() as u64,
+        });
+        let exchange = async {
+            write_frame(&mut c.w, &offer, &[], lim).await.map_err(&fe)?;
+            let mut sent = 0u64;
+            loop {
+                let answer = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)?;
+                match answer {
+                    Some((Message::NeedToolchain(n), _)) if n.bundle == bundle && sent == 0 => {
+                        let msg = Message::ToolchainBundle(ToolchainBundle { bundle });
+                        write_frame(&mut c.w, &msg, bytes, lim).await.map_err(&fe)?;
+                        sent = bytes.len() as u64;
+                        self.sent.fetch_add(sent, Ordering::Relaxed);
+                    }
+                    Some((Message::ToolchainInfo(info), _)) if info.path == compiler.path => {
+                        return Ok((info, sent));
+                    }
+                    Some((Message::Error(e), _)) => return Err(invalid(e.message)),
+                    _ => return Err(invalid("unexpected answer to a toolchain offer".into())),
+                }
+            }
+        };
+        let result = tokio::time::timeout(SHIP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
+        if result.is_ok() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
+        result
     }
 
     /// Runs a prepared job.

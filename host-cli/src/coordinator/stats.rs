@@ -20,6 +20,10 @@ pub struct Stats {
     pub probes_run: AtomicU64,
     /// Toolchain probe results taken from an earlier build.
     pub probes_reused: AtomicU64,
+    /// Toolchains shipped to workers.
+    pub toolchains_shipped: AtomicU64,
+    /// Bytes of those toolchains.
+    pub toolchain_bytes: AtomicU64,
     reasons: Mutex<BTreeMap<String, u64>>,
     warnings: Mutex<BTreeSet<String>>,
 }
@@ -55,6 +59,12 @@ impl Stats {
             .or_default() += 1;
     }
 
+    /// Counts a toolchain bundle of `bytes` sent to a worker.
+    pub fn shipped(&self, bytes: u64) {
+        self.toolchains_shipped.fetch_add(1, Ordering::Relaxed);
+        self.toolchain_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Records a problem to report after the build (never during it: the build's own
     /// output must stay as it would be without offload).
     pub fn warn(&self, message: String) {
@@ -88,13 +98,21 @@ impl Stats {
         v
     }
 
-    /// The one summary line.
+    /// The one summary line; toolchains shipped are named within what was sent.
     pub fn summary(&self, sent: u64, received: u64, elapsed: Duration) -> String {
         let r = self.remote.load(Ordering::Relaxed);
         let l = self.local.load(Ordering::Relaxed);
         let f = self.fell_back.load(Ordering::Relaxed);
+        let shipped = match self.toolchains_shipped.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(
+                " ({n} toolchain{} shipped, {})",
+                if n == 1 { "" } else { "s" },
+                human(self.toolchain_bytes.load(Ordering::Relaxed))
+            ),
+        };
         format!(
-            "offload: {} compiler calls: {r} remote, {l} local, {f} fell back; sent {}, received {}; {:.1} s",
+            "offload: {} compiler calls: {r} remote, {l} local, {f} fell back; sent {}{shipped}, received {}; {:.1} s",
             r + l + f,
             human(sent),
             human(received),
@@ -134,6 +152,11 @@ mod tests {
         assert_eq!(
             s.summary(1536, 10, Duration::from_millis(4200)),
             "offload: 24 compiler calls: 20 remote, 3 local, 1 fell back; sent 1.5 KiB, received 10 B; 4.2 s"
+        );
+        s.shipped(30 << 20);
+        assert_eq!(
+            s.summary(31 << 20, 10, Duration::from_millis(4200)),
+            "offload: 24 compiler calls: 20 remote, 3 local, 1 fell back; sent 31.0 MiB (1 toolchain shipped, 30.0 MiB), received 10 B; 4.2 s"
         );
     }
 }

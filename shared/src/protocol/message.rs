@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,8 +22,18 @@ pub enum Message {
     /// Host → worker: how would you run this compiler? Asked once per compiler, before
     /// the toolchain probe.
     ToolchainQuery(CompilerRef),
-    /// Worker → host: the answer to [`Message::ToolchainQuery`].
+    /// Worker → host: the answer to [`Message::ToolchainQuery`], to
+    /// [`Message::ToolchainOffer`] (when it needs no bytes or refuses them) and to
+    /// [`Message::ToolchainBundle`].
     ToolchainInfo(ToolchainInfo),
+    /// Host → worker: a bundle of the host's own toolchain for a compiler the worker
+    /// answered [`ToolchainKind::Unavailable`] for (same architecture only).
+    ToolchainOffer(ToolchainOffer),
+    /// Worker → host: send the offered bundle's bytes.
+    NeedToolchain(NeedToolchain),
+    /// Host → worker: the offered bundle; its bytes (a zstd-compressed tar, see
+    /// `offload_shared::bundle`) are the payload.
+    ToolchainBundle(ToolchainBundle),
     /// Host → worker: run this compile.
     Job(Box<JobRequest>),
     /// Worker → host: send these blobs before the job can run.
@@ -61,6 +71,9 @@ pub struct Welcome {
     pub worker: String,
     /// How many jobs the worker runs at once.
     pub slots: u32,
+    /// The worker's architecture as Rust names it (`std::env::consts::ARCH`: `x86_64`,
+    /// `aarch64`): a host ships its toolchain only to workers of its own.
+    pub arch: String,
 }
 
 /// The compiler a job must run with.
@@ -92,6 +105,10 @@ pub enum ToolchainKind {
     /// the compiler proper (`clang -cc1`) with the arguments the host's own driver chose,
     /// sent as [`JobRequest::cc1_argv`].
     CrossClangCc1,
+    /// The host's own toolchain, shipped as a bundle ([`Message::ToolchainOffer`]) and kept
+    /// by the worker: jobs run unchanged, as with [`ToolchainKind::Native`]. The answer's
+    /// fingerprint is the bundle's digest.
+    Shipped,
     /// The worker cannot run this compiler.
     Unavailable,
 }
@@ -109,6 +126,34 @@ pub struct ToolchainInfo {
     /// Identifies the worker's toolchain files (paths, sizes, modification times): a probe
     /// result stays valid while the host's compiler and this stay the same.
     pub fingerprint: Digest,
+}
+
+/// A toolchain bundle the host can send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainOffer {
+    /// The compiler it holds (the driver at `compiler.path` has `compiler.digest`).
+    pub compiler: CompilerRef,
+    /// SHA-256 of the bundle's bytes.
+    pub bundle: Digest,
+    /// Its size in bytes (compressed, as sent).
+    pub size: u64,
+}
+
+/// Asks for the bytes of an offered bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeedToolchain {
+    /// The offered bundle's digest.
+    pub bundle: Digest,
+}
+
+/// Announces a bundle's bytes as the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainBundle {
+    /// The bundle's digest, as offered.
+    pub bundle: Digest,
 }
 
 /// A compile to run at the host's paths.

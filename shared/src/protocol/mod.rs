@@ -12,6 +12,17 @@
 //! worker-> JobDone        (status, stdout, stderr and output files in the payload)
 //!        | JobRejected    (the worker cannot run it: the host compiles locally)
 //! ```
+//! Before a compiler's first job the host asks how the worker runs it; a worker of the
+//! host's architecture that cannot may be sent the host's own toolchain:
+//!
+//! ```text
+//! host  -> ToolchainQuery (compiler path, driver digest, version, .ident)
+//! worker-> ToolchainInfo  (native, cross, shipped, or unavailable)
+//! host  -> ToolchainOffer (compiler, bundle digest and size)      only if unavailable
+//! worker-> NeedToolchain  (send it)  | ToolchainInfo (already kept, or refused)
+//! host  -> ToolchainBundle (payload: the tar.zst)
+//! worker-> ToolchainInfo  (shipped, or unavailable with the reason)
+//! ```
 //! Frames are written to any `AsyncRead + AsyncWrite` (or blocking `Read + Write`) stream,
 //! so an authenticated, encrypted transport can wrap the same bytes.
 
