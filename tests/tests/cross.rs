@@ -10,12 +10,11 @@ fn via(w: &ContainerWorker) -> Vec<String> {
     vec!["--worker".into(), w.worker_arg(), "-j".into(), "1".into()]
 }
 
-/// Lua (third-party C) built with `cc` and `flags` entirely on the arm64 worker: every object
-/// and dependency file identical to the host's own build, and the program links and runs.
-fn lua_through_arm64(name: &str, cc: &str, flags: &str) {
+/// `project` built with `cc` entirely on a worker container from `image`: every object and
+/// dependency file identical to the host's own build, and the program links and runs.
+fn all_remote_in(image: &str, name: &str, project: &projects::Project, cc: &str) {
     // One container per test: tests run in parallel, and each must see its compiles land.
-    let worker = ContainerWorker::start("offload-worker:arm64", 2);
-    let project = projects::lua(flags, true);
+    let worker = ContainerWorker::start(image, 2);
     let both = run_twice(&Twice {
         name,
         materialize: &|root| project.materialize(root),
@@ -30,9 +29,19 @@ fn lua_through_arm64(name: &str, cc: &str, flags: &str) {
     let s = &both.summary;
     assert!(
         s.remote == project.objects as u64 && s.fell_back == 0,
-        "every compile must run on the arm64 worker\n{}\nworker log:\n{}",
+        "every compile must run in {image}\n{}\nworker log:\n{}",
         both.context(),
         worker.logs()
+    );
+}
+
+/// Lua (third-party C) built with `cc` and `flags` entirely on the arm64 worker.
+fn lua_through_arm64(name: &str, cc: &str, flags: &str) {
+    all_remote_in(
+        "offload-worker:arm64",
+        name,
+        &projects::lua(flags, true),
+        cc,
     );
 }
 
@@ -106,23 +115,10 @@ fn arm64_worker_builds_cxx_with_clangxx() {
 /// compilers are the host's own, so zstd (C with a `.S` file) builds entirely there.
 #[test]
 fn amd64_image_worker_builds_zstd() {
-    let worker = ContainerWorker::start("offload-worker:amd64", 2);
-    let project = projects::zstd("-O2 -g");
-    let both = run_twice(&Twice {
-        name: "container_amd64_zstd",
-        materialize: &|root| project.materialize(root),
-        cwd: ".",
-        argv: project.make_argv(2, "gcc"),
-        env: vec![],
-        stdin: None,
-        offload_args: via(&worker),
-    });
-    both.assert_plain_succeeded();
-    let s = &both.summary;
-    assert!(
-        s.remote == project.objects as u64 && s.fell_back == 0,
-        "every compile must run in the amd64 container\n{}\nworker log:\n{}",
-        both.context(),
-        worker.logs()
+    all_remote_in(
+        "offload-worker:amd64",
+        "container_amd64_zstd",
+        &projects::zstd("-O2 -g"),
+        "gcc",
     );
 }
