@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use offload_shared::protocol::ToolchainKind;
 
 use crate::compilers;
-use crate::coordinator::fingerprint::{self, Fingerprint};
+use crate::coordinator::fingerprint::Fingerprint;
 use crate::coordinator::prepare::Caches;
 use crate::coordinator::probe;
 use crate::coordinator::probecache::{self, Entry, ProbeCache};
@@ -31,7 +32,7 @@ pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
         .and_then(|p| p.canonicalize())
         .unwrap_or_default();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut fps: Vec<Fingerprint> = Vec::new();
+    let mut fps: Vec<Arc<Fingerprint>> = Vec::new();
     let _ = writeln!(out, "Host compilers:");
     for (name, cxx) in COMPILERS {
         let Some(found) = compilers::find_real(name.as_ref(), &path, None, &self_exe) else {
@@ -39,25 +40,14 @@ pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
             continue;
         };
         let found = found.to_string_lossy().into_owned();
-        let ours = match caches.compiler(&found).await {
-            Ok(c) => c,
+        match caches.fingerprint(&found, *cxx).await {
+            Ok(fp) => {
+                let _ = writeln!(out, "  {name}: {}", fp.summary());
+                fps.push(fp);
+            }
             Err(e) => {
                 let _ = writeln!(out, "  {name}: {e}");
-                continue;
             }
-        };
-        let dirs: Vec<String> = caches
-            .builtins(&found, *cxx)
-            .await
-            .dirs
-            .iter()
-            .map(|d| d.to_string_lossy().into_owned())
-            .collect();
-        let fp =
-            tokio::task::spawn_blocking(move || fingerprint::compute(&ours, *cxx, &dirs)).await;
-        if let Ok(fp) = fp {
-            let _ = writeln!(out, "  {name}: {}", fp.summary());
-            fps.push(fp);
         }
     }
 

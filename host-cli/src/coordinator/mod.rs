@@ -8,6 +8,7 @@ pub mod content;
 pub mod depfile;
 pub mod envpolicy;
 pub mod fingerprint;
+pub mod oncemap;
 pub mod outputs;
 pub mod prepare;
 pub mod probe;
@@ -33,6 +34,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::classify::{self, Classification};
 use crate::ipc::{CompileRequest, Reply, Request};
+use oncemap::OnceMap;
 use prepare::Caches;
 use remote::Worker;
 use sched::{Grant, Scheduler};
@@ -63,30 +65,13 @@ pub struct Coordinator {
     /// Counters for the summary.
     pub stats: Stats,
     next_job: AtomicU64,
-    probes: std::sync::Mutex<ProbeResults>,
-    toolchains: std::sync::Mutex<ToolchainAnswers>,
-    fingerprints: std::sync::Mutex<Fingerprints>,
+    /// Toolchain probe results by (worker, compiler path, C++?).
+    probes: OnceMap<(usize, String, bool), Result<(), String>>,
+    /// Workers' toolchain answers by (worker, compiler path).
+    toolchains: OnceMap<(usize, String), Result<ToolchainInfo, String>>,
     probe_cache: probecache::ProbeCache,
     bundles: ship::Bundles,
 }
-
-/// The host compilers' fingerprints by (compiler path, C++?).
-type Fingerprints = std::collections::HashMap<
-    (String, bool),
-    Arc<tokio::sync::OnceCell<Result<Arc<fingerprint::Fingerprint>, String>>>,
->;
-
-/// Workers' toolchain answers by (worker, compiler path).
-type ToolchainAnswers = std::collections::HashMap<
-    (usize, String),
-    Arc<tokio::sync::OnceCell<Result<ToolchainInfo, String>>>,
->;
-
-/// Toolchain probe results by (worker, compiler path, C++?).
-type ProbeResults = std::collections::HashMap<
-    (usize, String, bool),
-    Arc<tokio::sync::OnceCell<Result<(), String>>>,
->;
 
 impl Coordinator {
     /// A coordinator for these workers (`host:port`); each is greeted once to learn its
@@ -126,9 +111,8 @@ impl Coordinator {
             caches: Arc::new(Caches::default()),
             stats,
             next_job: AtomicU64::new(1),
-            probes: std::sync::Mutex::new(ProbeResults::new()),
-            toolchains: std::sync::Mutex::new(ToolchainAnswers::new()),
-            fingerprints: std::sync::Mutex::new(Fingerprints::new()),
+            probes: OnceMap::default(),
+            toolchains: OnceMap::default(),
             probe_cache,
             bundles: ship::Bundles::default(),
         })
@@ -363,13 +347,8 @@ impl Coordinator {
     /// Proves, once per worker and compiler, that the worker's compiles equal this host's:
     /// see [`probe`].
     async fn probe(&self, n: usize, req: &CompileRequest, cxx: bool) -> Result<(), String> {
-        let cell = {
-            let mut map = self.probes.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((n, req.compiler.clone(), cxx))
-                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
-                .clone()
-        };
-        cell.get_or_init(|| async {
+        let key = (n, req.compiler.clone(), cxx);
+        self.probes.get_or_init(key, || async {
             let addr = &self.workers[n].addr;
             let info = match self.toolchain(n, &req.compiler).await {
                 Ok(info) if info.kind != ToolchainKind::Unavailable => info,
@@ -382,7 +361,7 @@ impl Coordinator {
                 }
                 Err(e) => return Err(e),
             };
-            let fp = self.fingerprint(&req.compiler, cxx).await?;
+            let fp = self.caches.fingerprint(&req.compiler, cxx).await?;
             let host = probe::key(&fp);
             if let Some(e) =
                 self.probe_cache
@@ -432,19 +411,13 @@ impl Coordinator {
             result.map_err(|e| format!("worker {addr} failed the toolchain probe: {e}"))
         })
         .await
-        .clone()
     }
 
     /// How worker `n` runs `compiler`, asked once per build; a worker of this host's
     /// architecture that cannot run it gets this host's toolchain first (see [`ship`]).
     async fn toolchain(&self, n: usize, compiler: &str) -> Result<ToolchainInfo, String> {
-        let cell = {
-            let mut map = self.toolchains.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((n, compiler.to_owned()))
-                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
-                .clone()
-        };
-        cell.get_or_init(|| async {
+        let key = (n, compiler.to_owned());
+        self.toolchains.get_or_init(key, || async {
             let ours = self.caches.compiler(compiler).await?;
             let info = self.workers[n]
                 .toolchain(&ours)
@@ -454,44 +427,12 @@ impl Coordinator {
             Ok(ship::if_needed(&self.workers[n], &self.bundles, &self.stats, &ours, info).await)
         })
         .await
-        .clone()
-    }
-
-    /// The fingerprint of this host's `compiler` for C or C++, computed once per build.
-    async fn fingerprint(
-        &self,
-        compiler: &str,
-        cxx: bool,
-    ) -> Result<Arc<fingerprint::Fingerprint>, String> {
-        let cell = {
-            let mut map = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((compiler.to_owned(), cxx))
-                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            let ours = self.caches.compiler(compiler).await?;
-            let dirs: Vec<String> = self
-                .caches
-                .builtins(compiler, cxx)
-                .await
-                .dirs
-                .iter()
-                .map(|d| d.to_string_lossy().into_owned())
-                .collect();
-            tokio::task::spawn_blocking(move || Arc::new(fingerprint::compute(&ours, cxx, &dirs)))
-                .await
-                .map_err(|e| format!("fingerprinting {compiler}: {e}"))
-        })
-        .await
-        .clone()
     }
 
     /// How worker `n` runs `compiler`, if it has been asked.
     fn kind_of(&self, n: usize, compiler: &str) -> Option<ToolchainKind> {
-        let map = self.toolchains.lock().unwrap_or_else(|p| p.into_inner());
-        let answer = map.get(&(n, compiler.to_owned()))?.get()?;
-        answer.as_ref().ok().map(|i| i.kind)
+        let answer = self.toolchains.get(&(n, compiler.to_owned()))?;
+        answer.ok().map(|i| i.kind)
     }
 
     /// Tells the wrapper to compile itself and holds `grant` until it has finished (its

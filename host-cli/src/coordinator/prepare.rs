@@ -12,6 +12,8 @@ use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, JobRequest};
 
 use super::content::{self, ContentFlags};
+use super::fingerprint::{self, Fingerprint};
+use super::oncemap::OnceMap;
 use super::scancache::{ScanCache, ScanKey};
 use super::tree::build_tree;
 use super::{builtin, depfile, envpolicy, terminal};
@@ -66,6 +68,7 @@ pub struct Caches {
     files: Mutex<HashMap<PathBuf, FileInfo>>,
     builtins: Mutex<BuiltinDirs>,
     compilers: Mutex<HashMap<String, CompilerRef>>,
+    fingerprints: OnceMap<(String, bool), Result<Arc<Fingerprint>, String>>,
     scans: ScanCache,
 }
 
@@ -143,6 +146,28 @@ impl Caches {
         };
         lock(&self.compilers).insert(path.to_owned(), c.clone());
         Ok(c)
+    }
+
+    /// The fingerprint of `compiler` for C or C++, computed once per build.
+    pub async fn fingerprint(&self, compiler: &str, cxx: bool) -> Result<Arc<Fingerprint>, String> {
+        let key = (compiler.to_owned(), cxx);
+        self.fingerprints
+            .get_or_init(key, || async {
+                let ours = self.compiler(compiler).await?;
+                let dirs: Vec<String> = self
+                    .builtins(compiler, cxx)
+                    .await
+                    .dirs
+                    .iter()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .collect();
+                tokio::task::spawn_blocking(move || {
+                    Arc::new(fingerprint::compute(&ours, cxx, &dirs))
+                })
+                .await
+                .map_err(|e| format!("fingerprinting {compiler}: {e}"))
+            })
+            .await
     }
 
     /// The compiler's built-in include directories for C or C++, asked once per build.

@@ -11,11 +11,11 @@
 //! [`if_needed`] decides and ships: only to a worker of this host's architecture that
 //! cannot run the compiler, or that keeps another bundle of it than this host's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use offload_shared::Digest;
@@ -24,6 +24,7 @@ use offload_shared::protocol::{CompilerRef, ToolchainInfo, ToolchainKind};
 use offload_shared::toolchain;
 use offload_shared::walk::Node;
 
+use super::oncemap::OnceMap;
 use super::remote::Worker;
 use super::stats::Stats;
 
@@ -119,32 +120,25 @@ pub enum ShipError {
     Pack(#[from] BundleError),
 }
 
-/// One compiler's bundle, made once.
-type Cell = Arc<tokio::sync::OnceCell<Result<Arc<Bundle>, String>>>;
-
 /// Bundles of this build, by compiler path.
 #[derive(Debug, Default)]
 pub struct Bundles {
-    cells: Mutex<HashMap<String, Cell>>,
+    made: OnceMap<String, Result<Arc<Bundle>, String>>,
 }
 
 impl Bundles {
     /// The bundle of `compiler`, made (or read from the cache) on first use in this build.
     pub async fn get(&self, compiler: &str) -> Result<Arc<Bundle>, String> {
-        let cell = {
-            let mut map = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(compiler.to_owned()).or_default().clone()
-        };
-        cell.get_or_init(|| async {
-            let c = compiler.to_owned();
-            tokio::task::spawn_blocking(move || load_or_build(&c, cache_dir().as_deref()))
-                .await
-                .map_err(|e| e.to_string())?
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
+        self.made
+            .get_or_init(compiler.to_owned(), || async {
+                let c = compiler.to_owned();
+                tokio::task::spawn_blocking(move || load_or_build(&c, cache_dir().as_deref()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .await
     }
 }
 
