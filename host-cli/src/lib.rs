@@ -6,6 +6,7 @@
 //! - [`classify`]: the argument tables (pure, no IO).
 //! - [`status`]: `offload status`: compilers, workers, probe results.
 pub mod build;
+pub mod cachedir;
 pub mod classify;
 pub mod compilers;
 pub mod coordinator;

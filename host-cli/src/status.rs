@@ -116,7 +116,7 @@ pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
             );
         }
     }
-    if let Some(dir) = probecache::cache_dir() {
+    if let Some(dir) = crate::cachedir::offload_cache_dir() {
         let _ = writeln!(
             out,
             "\nProbe results are kept in {}",

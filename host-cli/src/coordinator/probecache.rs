@@ -6,7 +6,7 @@
 //! itself: it is reused only while all four are unchanged. A damaged file is ignored (the
 //! probes run again) and rewritten.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use offload_shared::Digest;
@@ -57,19 +57,10 @@ pub struct ProbeCache {
     entries: Mutex<Vec<Entry>>,
 }
 
-/// Where offload keeps per-user caches: `$XDG_CACHE_HOME/offload` or `~/.cache/offload`.
-pub fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| Path::new(v).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("offload"))
-}
-
 impl ProbeCache {
     /// The user's cache (empty when there is no cache directory or no file yet).
     pub fn open_default() -> ProbeCache {
-        ProbeCache::open(cache_dir().map(|d| d.join("probes.json")))
+        ProbeCache::open(crate::cachedir::offload_cache_dir().map(|d| d.join("probes.json")))
     }
 
     /// The cache at `path`; `None` keeps results in memory only.

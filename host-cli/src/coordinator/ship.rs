@@ -142,16 +142,9 @@ impl Bundles {
     }
 }
 
-/// Where bundles are kept: `$XDG_CACHE_HOME/offload/toolchains`, else
-/// `$HOME/.cache/offload/toolchains`; `None` without either.
+/// Where bundles are kept: the user's offload cache directory's `toolchains`.
 pub fn cache_dir() -> Option<PathBuf> {
-    let abs = |v: Option<std::ffi::OsString>| {
-        v.map(PathBuf::from)
-            .filter(|p| p.is_absolute() && p.as_os_str().len() > 1)
-    };
-    abs(std::env::var_os("XDG_CACHE_HOME"))
-        .or_else(|| abs(std::env::var_os("HOME")).map(|h| h.join(".cache")))
-        .map(|c| c.join("offload").join("toolchains"))
+    crate::cachedir::offload_cache_dir().map(|d| d.join("toolchains"))
 }
 
 /// The bundle of `compiler`: from `cache` when its files are unchanged since it was made,
