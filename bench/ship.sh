@@ -28,24 +28,9 @@ WPID=
 cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
 trap cleanup EXIT
 
-# --- Lua's sources, fetched by cargo ---
-mkdir -p "$B/fetch/src" "$B/lua"
-printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlua-src = "547"\n' >"$B/fetch/Cargo.toml"
-echo 'fn main() {}' >"$B/fetch/src/main.rs"
-cargo fetch -q --manifest-path "$B/fetch/Cargo.toml"
-LUA=$(cargo metadata -q --format-version 1 --manifest-path "$B/fetch/Cargo.toml" |
-  python3 -c "import json,sys,os; m=json.load(sys.stdin); print([os.path.dirname(p['manifest_path']) for p in m['packages'] if p['name']=='lua-src'][0])")
-cp "$LUA"/lua-5.4.7/*.[ch] "$B/lua/"
-cat >"$B/lua/Makefile" <<'MK'
-CFLAGS = -O2 -DLUA_USE_LINUX
-SRCS := $(filter-out lua.c luac.c,$(wildcard *.c))
-all: $(SRCS:%.c=obj/%.o)
-obj/%.o: %.c
-	@mkdir -p obj
-	$(CC) $(CFLAGS) -MMD -c $< -o $@
-clean:
-	rm -rf obj
-MK
+# --- sources (Lua is the one built here), fetched by cargo ---
+. "$ROOT/bench/sources.sh"
+bench_sources "$B"
 
 # What hides the host's gcc from the worker (its own mount namespace only).
 DRIVER=$(readlink -f "$(command -v gcc)")
