@@ -41,6 +41,20 @@ pub struct Collected {
     pub nodes: BTreeMap<PathBuf, Node>,
 }
 
+/// The `.ident` text `compiler` (with `extra` arguments first) writes into assembly, e.g.
+/// `GCC: (Debian 12.2.0-14+deb12u1) 12.2.0`; `Ok(None)` when it writes none.
+pub fn assembly_ident(compiler: &Path, extra: &[&str]) -> io::Result<Option<String>> {
+    let out = Command::new(compiler)
+        .args(extra)
+        .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    Ok(crate::ident::of_assembly(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
+}
+
 /// Collects the files of the compiler at `compiler` (an absolute path, links allowed).
 /// `Ok(None)` when there is no file there.
 pub fn collect(compiler: &str) -> io::Result<Option<Collected>> {

@@ -340,25 +340,15 @@ fn equivalent_compiler(host: &CompilerRef) -> Option<(PathBuf, Mode)> {
         .filter(|p| p.is_file())
         .find_map(|p| {
             if clang {
-                let ident = assembly_ident(&p, &[&format!("--target={target}")])?;
+                let ident =
+                    toolchain::assembly_ident(&p, &[&format!("--target={target}")]).ok()??;
                 (ask(&p, "-dumpversion") == full && ident == host.ident)
                     .then_some((p, Mode::CrossClangCc1))
             } else {
                 (ask(&p, "-dumpfullversion") == full && ask(&p, "-dumpmachine") == target)
-                    .then(|| assembly_ident(&p, &[]))
+                    .then(|| toolchain::assembly_ident(&p, &[]).ok().flatten())
                     .flatten()
                     .map(|ident| (p, Mode::CrossGcc { ident }))
             }
         })
-}
-
-/// The `.ident` text `compiler` (with `extra` arguments) writes into assembly.
-fn assembly_ident(compiler: &Path, extra: &[&str]) -> Option<String> {
-    let out = Command::new(compiler)
-        .args(extra)
-        .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
-        .env("LC_ALL", "C")
-        .output()
-        .ok()?;
-    offload_shared::ident::of_assembly(&String::from_utf8_lossy(&out.stdout))
 }

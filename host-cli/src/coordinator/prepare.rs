@@ -130,18 +130,17 @@ impl Caches {
                 }
             }
         }
-        let asm = tokio::process::Command::new(path)
-            .args(["-x", "c", "-S", "-o", "-", "/dev/null"])
-            .env("LC_ALL", "C")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("compiler {path}: {e}"))?;
+        let driver = PathBuf::from(path);
+        let ident = tokio::task::spawn_blocking(move || {
+            offload_shared::toolchain::assembly_ident(&driver, &[])
+        })
+        .await
+        .map_err(|e| format!("compiler {path}: {e}"))?
+        .map_err(|e| format!("compiler {path}: {e}"))?;
         let c = CompilerRef {
             path: path.to_owned(),
             digest: Digest::of(&bytes),
-            ident: offload_shared::ident::of_assembly(&String::from_utf8_lossy(&asm.stdout))
-                .unwrap_or_default(),
+            ident: ident.unwrap_or_default(),
             version: version.join(" "),
         };
         lock(&self.compilers).insert(path.to_owned(), c.clone());
