@@ -18,6 +18,7 @@ pub mod compare;
 pub mod container;
 pub mod netns;
 pub mod paths;
+pub mod peer;
 pub mod projects;
 pub mod twice;
 

@@ -17,6 +17,7 @@ mod cases;
 mod cross;
 mod faults;
 mod harness;
+mod hostile;
 mod probe;
 mod rescan;
 mod ship;

@@ -1,0 +1,424 @@
+//! A peer that speaks the worker's frames directly (`offload_shared::protocol`), for the
+//! hostile-peer tests: it can send anything a well-behaved host would and anything it would
+//! not (a job with any argv, environment or tree, a toolchain query naming any path, a
+//! bundle of its own making), and reads the worker's answers as they are.
+//!
+//! [`legit_compile`] is the check every attack test ends with: an ordinary compile sent the
+//! way the host sends it, whose object must equal a local compile of the same command.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use offload_shared::Digest;
+use offload_shared::protocol::frame::{read_frame_blocking, write_frame_blocking};
+use offload_shared::protocol::{
+    Blobs, CompilerRef, FrameError, Hello, JobDone, JobRequest, Limits, Message, PROTOCOL_NAME,
+    PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainOffer, Welcome, payload,
+};
+use offload_shared::tree::{EntryKind, TreeEntry};
+
+/// How long a reply may take before the peer gives up (a hung worker fails the test).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One connection to a worker, greeted.
+#[derive(Debug)]
+pub struct Peer {
+    /// The stream, for tests that write raw bytes.
+    pub stream: TcpStream,
+    /// The worker's answer to the greeting.
+    pub welcome: Welcome,
+}
+
+/// How the worker answered a job.
+#[derive(Debug)]
+pub enum JobReply {
+    /// It ran: the report, stdout, stderr and the output files by path.
+    Done {
+        /// The report.
+        done: JobDone,
+        /// Standard output.
+        stdout: Vec<u8>,
+        /// Standard error.
+        stderr: Vec<u8>,
+        /// Output files by host path.
+        files: BTreeMap<String, Vec<u8>>,
+    },
+    /// It declined, with this reason.
+    Rejected(String),
+    /// It answered with a protocol error (and closes the connection).
+    Error(String),
+    /// It closed the connection without an answer.
+    Closed,
+}
+
+impl JobReply {
+    /// The output file at `path`, if the job ran and made it.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        match self {
+            JobReply::Done { files, .. } => files.get(path).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+
+    /// Every byte the worker sent back (report text, streams, files, reasons), to look for
+    /// secrets in.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        match self {
+            JobReply::Done {
+                done,
+                stdout,
+                stderr,
+                files,
+            } => {
+                let mut v = format!("{done:?}").into_bytes();
+                v.extend_from_slice(stdout);
+                v.extend_from_slice(stderr);
+                for (p, b) in files {
+                    v.extend_from_slice(p.as_bytes());
+                    v.extend_from_slice(b);
+                }
+                v
+            }
+            JobReply::Rejected(r) | JobReply::Error(r) => r.clone().into_bytes(),
+            JobReply::Closed => Vec::new(),
+        }
+    }
+}
+
+impl Peer {
+    /// Connects and greets with this build's protocol version.
+    pub fn connect(addr: SocketAddr) -> Result<Peer, String> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut p = Peer {
+            stream,
+            welcome: Welcome {
+                version: 0,
+                worker: String::new(),
+                slots: 0,
+                arch: String::new(),
+            },
+        };
+        p.send(
+            &Message::Hello(Hello {
+                protocol: PROTOCOL_NAME.into(),
+                version: PROTOCOL_VERSION,
+                client: "hostile-peer".into(),
+            }),
+            &[],
+        )
+        .map_err(|e| format!("hello: {e}"))?;
+        match p.recv() {
+            Ok(Some((Message::Welcome(w), _))) => {
+                p.welcome = w;
+                Ok(p)
+            }
+            other => Err(format!("expected welcome, got {other:?}")),
+        }
+    }
+
+    /// Sends one frame.
+    pub fn send(&mut self, msg: &Message, payload: &[u8]) -> Result<(), FrameError> {
+        write_frame_blocking(&mut self.stream, msg, payload, Limits::DEFAULT)
+    }
+
+    /// Reads one frame (`None`: the worker closed the connection between frames).
+    pub fn recv(&mut self) -> Result<Option<(Message, Vec<u8>)>, FrameError> {
+        read_frame_blocking(&mut self.stream, Limits::DEFAULT)
+    }
+
+    /// Asks how the worker would run `compiler`.
+    pub fn query(&mut self, compiler: &CompilerRef) -> Result<ToolchainInfo, String> {
+        self.send(&Message::ToolchainQuery(compiler.clone()), &[])
+            .map_err(|e| e.to_string())?;
+        match self.recv() {
+            Ok(Some((Message::ToolchainInfo(i), _))) => Ok(i),
+            other => Err(format!("expected toolchain info, got {other:?}")),
+        }
+    }
+
+    /// Offers `bundle` (a tar.zst, see `offload_shared::bundle`) as `compiler`'s toolchain
+    /// and sends its bytes if asked; the worker's final answer.
+    pub fn ship(&mut self, compiler: &CompilerRef, bundle: &[u8]) -> Result<ToolchainInfo, String> {
+        let digest = Digest::of(bundle);
+        let offer = ToolchainOffer {
+            compiler: compiler.clone(),
+            bundle: digest,
+            size: bundle.len() as u64,
+        };
+        self.send(&Message::ToolchainOffer(offer), &[])
+            .map_err(|e| e.to_string())?;
+        match self.recv() {
+            Ok(Some((Message::ToolchainInfo(i), _))) => return Ok(i),
+            Ok(Some((Message::NeedToolchain(_), _))) => {}
+            other => return Err(format!("expected need_toolchain, got {other:?}")),
+        }
+        self.send(
+            &Message::ToolchainBundle(ToolchainBundle { bundle: digest }),
+            bundle,
+        )
+        .map_err(|e| e.to_string())?;
+        match self.recv() {
+            Ok(Some((Message::ToolchainInfo(i), _))) => Ok(i),
+            other => Err(format!("expected toolchain info, got {other:?}")),
+        }
+    }
+
+    /// Sends `job`, then the blobs the worker asks for (from `blobs`), and reads the answer.
+    pub fn job(&mut self, job: &JobRequest, blobs: &BTreeMap<Digest, Vec<u8>>) -> JobReply {
+        if let Err(e) = self.send(&Message::Job(Box::new(job.clone())), &[]) {
+            return JobReply::Error(format!("sending the job: {e}"));
+        }
+        let first = match self.recv() {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(FrameError::Truncated) => return JobReply::Closed,
+            Err(e) => return JobReply::Error(format!("reading: {e}")),
+        };
+        let answer = match first {
+            (Message::NeedBlobs(need), _) => {
+                if !need.digests.is_empty() {
+                    let mut parts = Vec::new();
+                    let mut list = Vec::new();
+                    for d in &need.digests {
+                        let bytes = blobs.get(d).cloned().unwrap_or_default();
+                        list.push((*d, bytes.len() as u64));
+                        parts.push(bytes);
+                    }
+                    let packed = payload::pack(parts.iter().map(Vec::as_slice));
+                    let msg = Message::Blobs(Blobs {
+                        job_id: job.job_id,
+                        blobs: list,
+                    });
+                    if let Err(e) = self.send(&msg, &packed) {
+                        return JobReply::Error(format!("sending blobs: {e}"));
+                    }
+                }
+                match self.recv() {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(FrameError::Truncated) => return JobReply::Closed,
+                    Err(e) => return JobReply::Error(format!("reading: {e}")),
+                }
+            }
+            other => other,
+        };
+        match answer {
+            (Message::JobDone(done), bytes) => {
+                let mut sizes = vec![done.stdout_len, done.stderr_len];
+                sizes.extend(done.outputs.iter().map(|o| o.size));
+                let parts = match payload::unpack(&bytes, &sizes, 1 << 31) {
+                    Ok(p) => p,
+                    Err(e) => return JobReply::Error(format!("bad result payload: {e}")),
+                };
+                let mut it = parts.into_iter();
+                let stdout = it.next().unwrap_or_default();
+                let stderr = it.next().unwrap_or_default();
+                let files = done
+                    .outputs
+                    .iter()
+                    .map(|o| o.path.clone())
+                    .zip(it)
+                    .collect();
+                JobReply::Done {
+                    done,
+                    stdout,
+                    stderr,
+                    files,
+                }
+            }
+            (Message::JobRejected(r), _) => JobReply::Rejected(r.reason),
+            (Message::Error(e), _) => JobReply::Error(e.message),
+            other => JobReply::Error(format!("unexpected answer {other:?}")),
+        }
+    }
+}
+
+/// The host's description of the compiler at `path` (as `offload build` would send it):
+/// driver digest after links, `-dumpfullversion -dumpmachine`, `.ident`.
+pub fn compiler_ref(path: &str) -> CompilerRef {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let bytes = std::fs::read(&real).unwrap_or_else(|e| panic!("{}: {e}", real.display()));
+    let ask = |opt: &str| {
+        let o = Command::new(path).arg(opt).output().expect("run compiler");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let ident = offload_shared::toolchain::assembly_ident(Path::new(path), &[])
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    CompilerRef {
+        path: path.to_owned(),
+        digest: Digest::of(&bytes),
+        version: format!("{} {}", ask("-dumpfullversion"), ask("-dumpmachine")),
+        ident,
+    }
+}
+
+/// A job under construction: a tree of directories, links and files at absolute paths.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The job as it will be sent.
+    pub job: JobRequest,
+    /// The bytes of each file in the tree.
+    pub blobs: BTreeMap<Digest, Vec<u8>>,
+}
+
+impl JobSpec {
+    /// A job running `argv` with `compiler` in `cwd` (a writable directory of the tree), with
+    /// `PATH` and `LC_ALL=C` as the host sends them.
+    pub fn new(compiler: &CompilerRef, cwd: &str, argv: &[&str]) -> JobSpec {
+        let mut s = JobSpec {
+            job: JobRequest {
+                job_id: 1,
+                compiler: compiler.clone(),
+                argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+                cwd: cwd.to_owned(),
+                env: vec![
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                    ("LC_ALL".into(), "C".into()),
+                ],
+                tree: Vec::new(),
+                system_include_dirs: Vec::new(),
+                cc1_argv: Vec::new(),
+                timeout_secs: 60,
+            },
+            blobs: BTreeMap::new(),
+        };
+        s.dir(cwd, true);
+        s
+    }
+
+    /// Adds a directory (and its missing ancestors as read-only directories).
+    pub fn dir(&mut self, path: &str, writable: bool) -> &mut JobSpec {
+        self.ancestors(path);
+        self.job.tree.retain(|e| e.path != path);
+        self.job.tree.push(TreeEntry {
+            path: path.to_owned(),
+            kind: EntryKind::Dir { writable },
+        });
+        self
+    }
+
+    /// Adds a file with these bytes.
+    pub fn file(&mut self, path: &str, bytes: &[u8]) -> &mut JobSpec {
+        self.ancestors(path);
+        let digest = Digest::of(bytes);
+        self.blobs.insert(digest, bytes.to_vec());
+        self.job.tree.push(TreeEntry {
+            path: path.to_owned(),
+            kind: EntryKind::File {
+                digest,
+                size: bytes.len() as u64,
+                executable: false,
+            },
+        });
+        self
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, path: &str, target: &str) -> &mut JobSpec {
+        self.ancestors(path);
+        self.job.tree.push(TreeEntry {
+            path: path.to_owned(),
+            kind: EntryKind::Symlink {
+                target: target.to_owned(),
+            },
+        });
+        self
+    }
+
+    /// Adds the compiler's built-in include directories (as `gcc -E -v` lists them) and
+    /// `<stdc-predef.h>`, as the host's tree does for every job.
+    pub fn system_includes(&mut self, compiler: &str) -> &mut JobSpec {
+        let out = Command::new(compiler)
+            .args(["-xc", "-E", "-v", "/dev/null"])
+            .env("LC_ALL", "C")
+            .output()
+            .expect("run compiler");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut on = false;
+        for line in text.lines() {
+            if line.starts_with("#include <...>") {
+                on = true;
+            } else if line.starts_with("End of search list") {
+                on = false;
+            } else if on && let Ok(p) = std::fs::canonicalize(line.trim()) {
+                let p = p.to_string_lossy().into_owned();
+                self.dir(&p, false);
+                self.job.system_include_dirs.push(p);
+            }
+        }
+        if let Ok(bytes) = std::fs::read("/usr/include/stdc-predef.h") {
+            self.file("/usr/include/stdc-predef.h", &bytes);
+        }
+        self
+    }
+
+    fn ancestors(&mut self, path: &str) {
+        let mut p = PathBuf::from(path);
+        let mut missing = Vec::new();
+        while p.pop() && p != Path::new("/") {
+            let s = p.to_string_lossy().into_owned();
+            if !self.job.tree.iter().any(|e| e.path == s) {
+                missing.push(s);
+            }
+        }
+        for s in missing.into_iter().rev() {
+            self.job.tree.push(TreeEntry {
+                path: s,
+                kind: EntryKind::Dir { writable: false },
+            });
+        }
+    }
+}
+
+/// The check that ends every attack test: the worker compiles an ordinary C file for a
+/// new connection, and the object equals a local compile of the same command at the same
+/// path. Returns the reply for further checks.
+pub fn legit_compile(addr: SocketAddr) -> Result<(), String> {
+    let dir = crate::twice::fresh_dir("legit-after-attack");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let src = b"int answer(int x) { return x * 42 + 1; }\n";
+    std::fs::write(dir.join("legit.c"), src).map_err(|e| e.to_string())?;
+    let argv = ["/usr/bin/gcc", "-O2", "-c", "legit.c", "-o", "legit.o"];
+    let local = Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !local.status.success() {
+        return Err(format!("local compile failed: {local:?}"));
+    }
+    let want = std::fs::read(dir.join("legit.o")).map_err(|e| e.to_string())?;
+    let cc = compiler_ref("/usr/bin/gcc");
+    let mut spec = JobSpec::new(&cc, &dir_s, &argv);
+    spec.system_includes(argv[0])
+        .file(&format!("{dir_s}/legit.c"), src);
+    let mut peer = Peer::connect(addr)?;
+    let info = peer.query(&cc)?;
+    let reply = peer.job(&spec.job, &spec.blobs);
+    match reply.file(&format!("{dir_s}/legit.o")) {
+        Some(got) if got == want => Ok(()),
+        Some(_) => Err("the worker's object differs from the local compile".into()),
+        None => Err(format!(
+            "the worker did not compile a legitimate job ({info:?}): {reply:?}"
+        )),
+    }
+}
+
+/// Connects to `addr` without greeting (for raw-byte attacks).
+pub fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let _ = s.set_read_timeout(Some(REPLY_TIMEOUT));
+    s
+}
