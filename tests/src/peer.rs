@@ -422,3 +422,33 @@ pub fn raw(addr: SocketAddr) -> TcpStream {
     let _ = s.set_read_timeout(Some(REPLY_TIMEOUT));
     s
 }
+
+/// A "compiler" of the attacker's making, shipped as a toolchain bundle: `bin/gcc` below a
+/// fresh directory is a `busybox sh` script (`script`, run with the job's argv), and the
+/// bundle holds it and the static `/bin/busybox` (Debian's busybox-static), so the script
+/// can use any busybox applet (`busybox nc`, `busybox ln`, …) inside the job. A paired but
+/// malicious host can do exactly this: what the script does is what the sandbox must
+/// contain. Returns the compiler as the job must name it and the bundle's bytes.
+pub fn hostile_toolchain(name: &str, script: &str) -> (CompilerRef, Vec<u8>) {
+    let dir = crate::twice::fresh_dir(&format!("hostile-tc-{name}"));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let gcc = bin.join("gcc");
+    let text = format!("#!/bin/busybox sh\n{script}\n");
+    std::fs::write(&gcc, &text).expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gcc, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut w = offload_shared::walk::PathWalker::new();
+    for p in [gcc.as_path(), Path::new("/bin/busybox")] {
+        w.resolve(p, Path::new("/"))
+            .unwrap_or_else(|e| panic!("{}: {e} (install busybox-static)", p.display()));
+    }
+    let bundle = offload_shared::bundle::pack(&w.into_nodes()).expect("pack bundle");
+    let cc = CompilerRef {
+        path: gcc.to_string_lossy().into_owned(),
+        digest: Digest::of(text.as_bytes()),
+        version: "12.2.0 x86_64-linux-gnu".into(),
+        ident: "GCC: (hostile) 12.2.0".into(),
+    };
+    (cc, bundle)
+}
