@@ -25,6 +25,36 @@ pub const DATA_FILES: &[&str] = &[
     "/usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache",
 ];
 
+/// glibc's character-set conversion modules, which cc1 loads through `iconv` for
+/// `-finput-charset`, `-fexec-charset` and `-fwide-exec-charset`. A toolchain holds them;
+/// a job root gets them only when its command names a charset ([`needs_charsets`]), as
+/// they are hundreds of files.
+pub const CHARSET_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/gconv",
+    "/usr/lib/aarch64-linux-gnu/gconv",
+];
+
+/// Whether `path` is a conversion module below one of [`CHARSET_DIRS`].
+pub fn is_charset_module(path: &Path) -> bool {
+    CHARSET_DIRS
+        .iter()
+        .any(|d| path.starts_with(d) && path != Path::new(d))
+}
+
+/// Whether a compile with these arguments may convert character sets.
+pub fn needs_charsets<S: AsRef<str>>(args: &[S]) -> bool {
+    args.iter().any(|a| {
+        let a = a.as_ref();
+        [
+            "-finput-charset=",
+            "-fexec-charset=",
+            "-fwide-exec-charset=",
+        ]
+        .iter()
+        .any(|f| a.starts_with(f))
+    })
+}
+
 /// Sub-programs a driver runs for `-c` (objcopy splits `-gsplit-dwarf` objects), asked of
 /// the driver with `-print-prog-name`.
 pub const SUB_PROGRAMS: &[&str] = &["cc1", "cc1plus", "as", "objcopy"];
@@ -86,6 +116,7 @@ pub fn add_parts(walker: &mut PathWalker, compiler: &str, driver: &Path) -> io::
         extra.extend(shared_libraries(p));
     }
     extra.extend(DATA_FILES.iter().map(PathBuf::from));
+    extra.extend(CHARSET_DIRS.iter().map(PathBuf::from));
     for p in extra {
         if let Resolved::Dir(d) = walker.resolve(&p, Path::new("/"))? {
             add_dir_contents(walker, &d)?;

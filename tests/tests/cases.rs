@@ -19,8 +19,10 @@ enum Where {
     Local,
     /// Either (the point is the fidelity): one compiler call in all.
     Any,
+    /// On the worker, where it failed, then here, whose result counts: 1 fell back.
+    Rerun,
 }
-use Where::{Any, Local, Remote};
+use Where::{Any, Local, Remote, Rerun};
 
 /// A file of a case.
 #[derive(Debug, Clone, Copy)]
@@ -29,8 +31,10 @@ enum F {
     T(&'static str),
     /// A symbolic link to this target.
     L(&'static str),
+    /// A FIFO.
+    Fifo,
 }
-use F::{L, T};
+use F::{Fifo, L, T};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -347,6 +351,7 @@ const CASES: &[Case] = &[
         files: &[("w.c", T(WARN_C))],
         argv: &["gcc", "-Wall", "-Werror", "-c", "w.c"],
         rc: 1,
+        expect: Rerun,
         ..BASE
     },
     Case {
@@ -357,6 +362,7 @@ const CASES: &[Case] = &[
         )],
         argv: &["gcc", "-c", "e.c"],
         rc: 1,
+        expect: Rerun,
         ..BASE
     },
     Case {
@@ -367,6 +373,7 @@ const CASES: &[Case] = &[
         ],
         argv: &["gcc", "-c", "e.c"],
         rc: 1,
+        expect: Rerun,
         ..BASE
     },
     Case {
@@ -380,6 +387,7 @@ void f() { std::vector<NoLess> v(3); std::sort(v.begin(), v.end()); }\n",
         )],
         argv: &["g++", "-c", "t.cpp"],
         rc: 1,
+        expect: Rerun,
         ..BASE
     },
     Case {
@@ -626,6 +634,70 @@ void f() { std::vector<NoLess> v(3); std::sort(v.begin(), v.end()); }\n",
         expect: Any,
         ..BASE
     },
+    // Outputs that are not plain files: a compile writes into them, a rename would replace
+    // them (run_case also checks that /dev/null is still the device).
+    Case {
+        name: "output_dev_null",
+        argv: &["gcc", "-c", "a.c", "-o", "/dev/null"],
+        expect: Local,
+        ..BASE
+    },
+    Case {
+        name: "depfile_dev_null",
+        argv: &["gcc", "-MD", "-MF", "/dev/null", "-c", "a.c"],
+        expect: Rerun,
+        ..BASE
+    },
+    Case {
+        name: "output_is_a_fifo",
+        files: &[("a.c", T(A_C)), ("lib.h", T(LIB_H)), ("out.o", Fifo)],
+        argv: &[
+            "sh",
+            "-c",
+            "cat out.o > copy.o & gcc -pipe -c a.c -o out.o; s=$?; wait; exit $s",
+        ],
+        // The assembler cannot seek in a FIFO: the point is that it stays one.
+        rc: 1,
+        expect: Local,
+        ..BASE
+    },
+    // Character-set conversion: cc1 loads glibc's conversion modules.
+    Case {
+        name: "input_charset_latin1",
+        argv: &["gcc", "-finput-charset=ISO-8859-1", "-c", "a.c"],
+        ..BASE
+    },
+    Case {
+        name: "exec_charset_ebcdic",
+        files: &[("s.c", T("const char *s = \"caf\u{e9} \\u00e9t\u{e9}\";\n"))],
+        argv: &["gcc", "-fexec-charset=IBM1047", "-c", "s.c"],
+        ..BASE
+    },
+    Case {
+        name: "wide_exec_charset_utf16be",
+        files: &[(
+            "w.c",
+            T("#include <stddef.h>\nconst wchar_t *w = L\"caf\u{e9}\";\n"),
+        )],
+        argv: &[
+            "gcc",
+            "-fwide-exec-charset=UTF-16BE",
+            "-fshort-wchar",
+            "-c",
+            "w.c",
+        ],
+        ..BASE
+    },
+    // clang 14 takes __DATE__ from the wall clock even with SOURCE_DATE_EPOCH: local (only
+    // the date is used, so both runs agree unless midnight passes between them).
+    Case {
+        name: "clang_ignores_source_date_epoch_local",
+        files: &[("d.c", T("const char *day = __DATE__;\n"))],
+        env: &[("SOURCE_DATE_EPOCH", "1000000000")],
+        argv: &["clang", "-c", "d.c"],
+        expect: Local,
+        ..BASE
+    },
     // Local by design.
     Case {
         name: "preprocess_e_local",
@@ -699,6 +771,13 @@ fn write_case(case: &Case, root: &std::path::Path) {
         match f {
             T(text) => std::fs::write(&p, text).unwrap(),
             L(target) => std::os::unix::fs::symlink(target, &p).unwrap(),
+            Fifo => {
+                let st = std::process::Command::new("mkfifo")
+                    .arg(&p)
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "mkfifo {}", p.display());
+            }
         }
     }
     std::fs::create_dir_all(root.join(case.cwd)).unwrap();
@@ -740,7 +819,24 @@ fn run_case(name: &str) {
             "expected one compiler call\n{}",
             both.context()
         ),
+        Rerun => assert_eq!(
+            (both.summary.calls, both.summary.fell_back),
+            (1, 1),
+            "expected one compiler call that failed remotely and ran again here\n{}",
+            both.context()
+        ),
     }
+    dev_null_untouched();
+}
+
+/// `/dev/null` is still the character device, whatever a case wrote to it.
+fn dev_null_untouched() {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::symlink_metadata("/dev/null").unwrap();
+    assert!(
+        meta.file_type().is_char_device(),
+        "/dev/null was replaced: {meta:?}"
+    );
 }
 
 macro_rules! cases {
@@ -776,5 +872,6 @@ cases! {
     debug_prefix_map dwarf4_pic_flags clang_md_g clangxx_iostream_o2_g clang_march_native_cc1
     clangxx_march_native_cc1 clang_march_native_driver_warning preprocess_e_local deps_only_m_local link_local
     two_sources_local march_native_local stdin_local syntax_only_local lto_local
-    output_to_stdout_local
+    output_to_stdout_local output_dev_null depfile_dev_null output_is_a_fifo input_charset_latin1
+    exec_charset_ebcdic wide_exec_charset_utf16be clang_ignores_source_date_epoch_local
 }

@@ -402,3 +402,37 @@ fn netns_worker_is_isolated() {
     assert!(worker.is_running());
     std::fs::remove_dir_all(&marker).unwrap();
 }
+
+/// A compile that fails only on the worker (its charset modules are hidden there, so cc1
+/// cannot convert from ISO-8859-1) is compiled again here: the build sees the local
+/// result, identical to a plain build's, and the summary shows the re-run.
+#[test]
+fn a_compile_failing_only_on_the_worker_gives_the_local_result() {
+    let worker = NetnsWorker::start_with_setup(
+        1,
+        "for d in /usr/lib/x86_64-linux-gnu/gconv /usr/lib/aarch64-linux-gnu/gconv; do \
+         [ -d $d ] && mount -t tmpfs tmpfs $d; done; true",
+    );
+    let both = run_twice(&Twice {
+        name: "fails_only_on_worker",
+        materialize: &|root| {
+            std::fs::create_dir_all(root).unwrap();
+            std::fs::write(root.join("l.c"), "int latin = 1;\n").unwrap();
+            offload_e2e::paths::fix_mtimes(root);
+        },
+        cwd: ".",
+        argv: ["gcc", "-finput-charset=ISO-8859-1", "-c", "l.c"]
+            .map(String::from)
+            .to_vec(),
+        env: vec![],
+        stdin: None,
+        offload_args: via(&worker),
+    });
+    both.assert_plain_succeeded();
+    assert_eq!(
+        (both.summary.calls, both.summary.fell_back),
+        (1, 1),
+        "expected the compile to fail remotely and run again here\n{}",
+        both.context()
+    );
+}

@@ -71,17 +71,23 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> RootError + '_ {
 }
 
 impl JobRoot {
-    /// Builds `root` (which must not exist) from the toolchain and the host's tree.
+    /// Builds `root` (which must not exist) from the toolchain and the host's tree; the
+    /// toolchain's charset modules only when `charsets` (see
+    /// [`offload_shared::toolchain::needs_charsets`]).
     pub fn create(
         root: &Path,
         toolchain: &Toolchain,
         entries: &[TreeEntry],
         store: &Store,
         user: Option<JobUser>,
+        charsets: bool,
     ) -> Result<JobRoot, RootError> {
         tree::validate(entries)?;
         let mut plan: BTreeMap<&Path, Planned> = BTreeMap::new();
         for (path, node) in &toolchain.nodes {
+            if !charsets && offload_shared::toolchain::is_charset_module(path) {
+                continue;
+            }
             let p = match node {
                 Node::Dir => Planned::Dir { writable: false },
                 Node::Symlink(t) => Planned::Link(t),

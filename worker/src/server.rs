@@ -471,7 +471,8 @@ impl Worker {
             // Blocking file-system work; the worker's thread pool has room for it.
             tokio::task::block_in_place(move || {
                 let tc = toolchains.get(&job.compiler).map_err(|e| e.to_string())?;
-                let root = JobRoot::create(&root_dir, &tc, &job.tree, store, user)
+                let charsets = offload_shared::toolchain::needs_charsets(&job.argv);
+                let root = JobRoot::create(&root_dir, &tc, &job.tree, store, user, charsets)
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>((root, tc.mode.clone()))
             })

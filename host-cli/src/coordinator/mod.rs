@@ -16,6 +16,7 @@ pub mod probecache;
 pub mod remote;
 pub mod scancache;
 pub mod sched;
+pub mod sde;
 pub mod ship;
 pub mod stats;
 pub mod terminal;
@@ -306,20 +307,30 @@ impl Coordinator {
                 return Outcome::FellBack(e.to_string());
             }
         };
-        // A compiler killed by a signal, or failing with a missing-file or crash message, did
-        // not fail because of the source: the scan found every input on this host.
-        let infrastructure = match res.done.status {
-            ExitStatus::Code(0) => false,
-            ExitStatus::Signal(_) => true,
-            ExitStatus::Code(_) => outputs::looks_like_infrastructure(&res.stderr),
-        };
-        if infrastructure {
+        // A remote compile that fails is compiled again here, and the build sees that
+        // result: a worker can fail where this host would not (a missing conversion module,
+        // a resource limit), and only the local compile's failure is the build's own. A
+        // failure that looks like the worker's fault (a signal, a missing file, a crash)
+        // also pauses the worker.
+        if res.done.status != ExitStatus::Code(0) {
+            let infrastructure = match res.done.status {
+                ExitStatus::Signal(_) => true,
+                ExitStatus::Code(_) => outputs::looks_like_infrastructure(&res.stderr),
+            };
             tracing::debug!(
                 job_id,
+                infrastructure,
                 stderr = %String::from_utf8_lossy(&res.stderr),
-                "remote compile failed like an infrastructure problem; compiling locally"
+                "remote compile failed; compiling locally"
             );
-            return Outcome::FellBack("the remote compiler crashed or missed a file".into());
+            if infrastructure {
+                self.sched.worker_failed(n);
+            }
+            return Outcome::FellBack(if infrastructure {
+                "the remote compiler crashed or missed a file".into()
+            } else {
+                "the remote compile failed (the local compile's result counts)".into()
+            });
         }
         let files: Vec<(String, Vec<u8>)> = res
             .done

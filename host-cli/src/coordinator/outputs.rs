@@ -3,13 +3,34 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use offload_shared::tree::is_normal_absolute;
 
+/// Why an existing file at an output path must not be replaced by a rename: a compile
+/// writes *into* a device, FIFO, socket or through a link, and keeps a hard link's other
+/// names; a rename would replace them. `None` for a new name or a plain file.
+pub fn not_replaceable(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let t = meta.file_type();
+    if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if !t.is_file() {
+        Some("not a regular file")
+    } else if meta.nlink() > 1 {
+        Some("a file with several hard links")
+    } else {
+        None
+    }
+}
+
 /// Checks every output path first, then writes each file atomically (a temporary file in
-/// the same directory, renamed) with mode `0666 & !umask`, as the compiler would.
+/// the same directory, renamed) with mode `0666 & !umask`, as the compiler would. An output
+/// path that holds anything but a plain file ([`not_replaceable`]) is refused before
+/// anything is written: the compile then runs locally and writes it as it would.
 pub fn write(
     outputs: &[(String, Vec<u8>)],
     writable: &HashSet<PathBuf>,
@@ -25,6 +46,9 @@ pub fn write(
             return Err(format!(
                 "the worker returned an output at a forbidden path: {path}"
             ));
+        }
+        if let Some(what) = not_replaceable(p) {
+            return Err(format!("the output {path} is {what}"));
         }
     }
     for (path, bytes) in outputs {
@@ -97,6 +121,42 @@ mod tests {
             let err = write(&[(bad.clone(), vec![])], &writable, &inputs, 0o022).unwrap_err();
             assert!(err.contains("forbidden"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn never_replaces_anything_but_a_plain_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let writable: HashSet<PathBuf> = [dir.clone(), PathBuf::from("/dev")].into();
+        let none = HashSet::new();
+        std::fs::write(dir.join("target"), b"keep").unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), dir.join("link.o")).unwrap();
+        std::fs::hard_link(dir.join("target"), dir.join("hard.o")).unwrap();
+        std::fs::create_dir(dir.join("dir.o")).unwrap();
+        let fifo = std::ffi::CString::new(format!("{}/fifo.o", dir.display())).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        for name in ["link.o", "hard.o", "dir.o", "fifo.o"] {
+            let out = vec![(format!("{}/{name}", dir.display()), b"obj".to_vec())];
+            let err = write(&out, &writable, &none, 0o022).unwrap_err();
+            assert!(err.contains("the output"), "{name}: {err}");
+        }
+        let err = write(&[("/dev/null".into(), b"x".to_vec())], &writable, &none, 0).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        assert_eq!(std::fs::read(dir.join("target")).unwrap(), b"keep");
+        // Nothing was written, not even the outputs before the refused one.
+        let both = vec![
+            (format!("{}/new.o", dir.display()), b"obj".to_vec()),
+            (format!("{}/fifo.o", dir.display()), b"obj".to_vec()),
+        ];
+        write(&both, &writable, &none, 0o022).unwrap_err();
+        assert!(!dir.join("new.o").exists());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::fingerprint::{self, Fingerprint};
 use super::oncemap::OnceMap;
 use super::scancache::{ScanCache, ScanKey};
 use super::tree::build_tree;
-use super::{builtin, depfile, envpolicy, terminal};
+use super::{builtin, depfile, envpolicy, sde, terminal};
 use crate::classify::{Compile, Language};
 use crate::ipc::CompileRequest;
 
@@ -70,6 +70,7 @@ pub struct Caches {
     compilers: Mutex<HashMap<String, CompilerRef>>,
     fingerprints: OnceMap<(String, bool), Result<Arc<Fingerprint>, String>>,
     scans: ScanCache,
+    honours_sde: Mutex<HashMap<String, bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,6 +170,24 @@ impl Caches {
             .await
     }
 
+    /// Whether `compiler` takes `__DATE__` and `__TIME__` from `SOURCE_DATE_EPOCH` (clang 14
+    /// does not: it uses the wall clock), checked once per build by preprocessing them.
+    /// Blocking.
+    pub fn honours_source_date_epoch(&self, compiler: &str) -> bool {
+        if let Some(&known) = lock(&self.honours_sde).get(compiler) {
+            return known;
+        }
+        let honours = sde::honoured(compiler);
+        if !honours {
+            tracing::info!(
+                compiler,
+                "ignores SOURCE_DATE_EPOCH: __DATE__/__TIME__ stay local"
+            );
+        }
+        lock(&self.honours_sde).insert(compiler.to_owned(), honours);
+        honours
+    }
+
     /// The compiler's built-in include directories for C or C++, asked once per build.
     pub async fn builtins(&self, compiler: &str, cxx: bool) -> Arc<Builtins> {
         let key = (compiler.to_owned(), cxx);
@@ -221,6 +240,11 @@ pub async fn prepare(
     job_id: u64,
     timeout_secs: u32,
 ) -> Result<Prepared, String> {
+    // The compile writes into what is there; a remote result would replace it.
+    let output = std::path::Path::new(&req.cwd).join(&compile.output);
+    if let Some(what) = super::outputs::not_replaceable(&output) {
+        return Err(format!("the output {} is {what}", output.display()));
+    }
     let mut env = envpolicy::remote_env(&req.env, &host_has_locale)?;
     let terminal = terminal::adapt(req, &mut env)?;
     let compiler = caches.compiler(&req.compiler).await?;

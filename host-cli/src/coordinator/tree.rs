@@ -219,6 +219,13 @@ fn content_needs(
                 real.display()
             ));
         }
+        if f.date_time && !caches.honours_source_date_epoch(&req.compiler) {
+            return Err(format!(
+                "{} uses __DATE__/__TIME__ and {} ignores SOURCE_DATE_EPOCH",
+                real.display(),
+                req.compiler
+            ));
+        }
         if f.incbin || (asm && f.asm_include) {
             return Err(format!("{} makes the assembler read files", real.display()));
         }
