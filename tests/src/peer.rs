@@ -382,7 +382,9 @@ impl JobSpec {
 /// new connection, and the object equals a local compile of the same command at the same
 /// path. Returns the reply for further checks.
 pub fn legit_compile(addr: SocketAddr) -> Result<(), String> {
-    let dir = crate::twice::fresh_dir("legit-after-attack");
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = crate::twice::fresh_dir(&format!("legit-after-attack-{}-{n}", std::process::id()));
     let dir_s = dir.to_string_lossy().into_owned();
     let src = b"int answer(int x) { return x * 42 + 1; }\n";
     std::fs::write(dir.join("legit.c"), src).map_err(|e| e.to_string())?;
@@ -451,4 +453,102 @@ pub fn hostile_toolchain(name: &str, script: &str) -> (CompilerRef, Vec<u8>) {
         ident: "GCC: (hostile) 12.2.0".into(),
     };
     (cc, bundle)
+}
+
+/// One entry of a bundle made by [`pack_entries`].
+#[derive(Debug, Clone)]
+pub enum BundleEntry {
+    /// A directory.
+    Dir,
+    /// A symbolic link to this target.
+    Link(String),
+    /// A file: its bytes, executable or not.
+    File(Vec<u8>, bool),
+}
+
+/// A bundle in the worker's format (zstd-compressed tar, paths relative to `/`, parents
+/// first) of exactly these entries, at their absolute paths: for bundles that no real
+/// compiler's files make, such as a real driver beside a backdoored cc1.
+pub fn pack_entries(entries: &BTreeMap<PathBuf, BundleEntry>) -> Vec<u8> {
+    let enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd");
+    let mut tar = tar::Builder::new(enc);
+    for (path, entry) in entries {
+        let rel = path.strip_prefix("/").expect("absolute bundle path");
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        match entry {
+            BundleEntry::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                tar.append_data(&mut h, rel, std::io::empty()).expect("dir");
+            }
+            BundleEntry::Link(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                tar.append_link(&mut h, rel, target).expect("link");
+            }
+            BundleEntry::File(bytes, exec) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(if *exec { 0o755 } else { 0o644 });
+                h.set_size(bytes.len() as u64);
+                tar.append_data(&mut h, rel, &bytes[..]).expect("file");
+            }
+        }
+    }
+    tar.into_inner().expect("tar").finish().expect("zstd end")
+}
+
+/// The entries of the host's real compiler at `compiler` (as a shipped bundle holds them),
+/// for [`pack_entries`].
+pub fn real_toolchain_entries(compiler: &str) -> BTreeMap<PathBuf, BundleEntry> {
+    let collected = offload_shared::toolchain::collect(compiler)
+        .expect("collect the compiler's files")
+        .expect("a compiler at that path");
+    collected
+        .nodes
+        .into_iter()
+        .filter(|(p, _)| p != Path::new("/"))
+        .map(|(p, n)| {
+            let e = match n {
+                offload_shared::walk::Node::Dir => BundleEntry::Dir,
+                offload_shared::walk::Node::Symlink(t) => {
+                    BundleEntry::Link(t.to_string_lossy().into_owned())
+                }
+                offload_shared::walk::Node::File => {
+                    use std::os::unix::fs::PermissionsExt;
+                    let meta = std::fs::metadata(&p).expect("stat");
+                    BundleEntry::File(
+                        std::fs::read(&p).expect("read"),
+                        meta.permissions().mode() & 0o111 != 0,
+                    )
+                }
+            };
+            (p, e)
+        })
+        .collect()
+}
+
+/// Whether `path` exists in the mount namespace of process `pid` (a worker's private
+/// `/tmp`, say).
+pub fn exists_in_mount_ns(pid: u32, path: &str) -> bool {
+    Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "--", "test", "-e", path])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The resident set of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -18,6 +18,8 @@ mod cross;
 mod faults;
 mod harness;
 mod hostile;
+mod hostile_job;
+mod hostile_toolchain;
 mod probe;
 mod rescan;
 mod ship;

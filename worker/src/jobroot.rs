@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use offload_shared::tree::{self, EntryKind, TreeEntry, TreeError};
 use offload_shared::walk::Node;
 
+use crate::harvest::{self, HarvestError, Rules, WritableDir};
 use crate::store::Store;
 use crate::toolchain::Toolchain;
 
@@ -22,6 +23,9 @@ pub enum RootError {
     /// The host's tree is not acceptable.
     #[error(transparent)]
     Tree(#[from] TreeError),
+    /// The host's tree marks a directory of the toolchain writable.
+    #[error("the job marks a directory of the worker's toolchain writable: {0}")]
+    WritableToolchainDir(String),
     /// The host's tree and the toolchain disagree about a path.
     #[error("input {0} collides with the worker's toolchain")]
     Collision(String),
@@ -39,7 +43,7 @@ pub enum RootError {
 }
 
 enum Planned<'a> {
-    Dir { writable: bool },
+    Dir { writable: bool, toolchain: bool },
     Link(&'a Path),
     ToolFile,
     Input(PathBuf),
@@ -50,8 +54,10 @@ enum Planned<'a> {
 pub struct JobRoot {
     /// The directory to `chroot` into.
     pub root: PathBuf,
-    writable: Vec<PathBuf>,
-    inputs: HashSet<PathBuf>,
+    writable: Vec<WritableDir>,
+    /// Host paths of the inputs.
+    inputs: HashSet<String>,
+    owner: Option<u32>,
 }
 
 /// Who the compile runs as.
@@ -89,7 +95,10 @@ impl JobRoot {
                 continue;
             }
             let p = match node {
-                Node::Dir => Planned::Dir { writable: false },
+                Node::Dir => Planned::Dir {
+                    writable: false,
+                    toolchain: true,
+                },
                 Node::Symlink(t) => Planned::Link(t),
                 Node::File => Planned::ToolFile,
             };
@@ -100,6 +109,7 @@ impl JobRoot {
             let new = match &e.kind {
                 EntryKind::Dir { writable } => Planned::Dir {
                     writable: *writable,
+                    toolchain: false,
                 },
                 EntryKind::Symlink { target } => Planned::Link(Path::new(target)),
                 EntryKind::File { digest, .. } => {
@@ -119,8 +129,20 @@ impl JobRoot {
                 (None, _) => {
                     plan.insert(path, new);
                 }
-                (Some(Planned::Dir { .. }), Planned::Dir { .. }) => {
-                    plan.insert(path, new);
+                // The toolchain's directories stay read-only: a job writing there could
+                // return the toolchain's files as its outputs.
+                (
+                    Some(Planned::Dir {
+                        toolchain: true, ..
+                    }),
+                    Planned::Dir { writable: true, .. },
+                ) => return Err(RootError::WritableToolchainDir(e.path.clone())),
+                (Some(Planned::Dir { toolchain, .. }), Planned::Dir { writable, .. }) => {
+                    let dir = Planned::Dir {
+                        writable: *writable,
+                        toolchain: *toolchain,
+                    };
+                    plan.insert(path, dir);
                 }
                 (Some(Planned::Link(a)), Planned::Link(b)) if a == b => {}
                 _ => return Err(RootError::Collision(e.path.clone())),
@@ -136,7 +158,7 @@ impl JobRoot {
         let mut inputs = HashSet::new();
         for (path, p) in plan {
             let dst = root.join(path.strip_prefix("/").unwrap_or(path));
-            if let Planned::Dir { writable: w } = p {
+            if let Planned::Dir { writable: w, .. } = p {
                 std::fs::create_dir_all(&dst).map_err(err(&dst))?;
                 if w {
                     if let Some(u) = user {
@@ -160,36 +182,30 @@ impl JobRoot {
                 Planned::Dir { .. } => {}
             }
         }
+        // Opened now, before the job runs: harvesting reads through these handles.
+        let writable = harvest::open_all(root, &writable).map_err(err(root))?;
+        let inputs = inputs
+            .iter()
+            .filter_map(|p| Some(format!("/{}", p.strip_prefix(root).ok()?.to_str()?)))
+            .collect();
         Ok(JobRoot {
             root: root.to_owned(),
             writable,
             inputs,
+            owner: user.map(|u| u.uid),
         })
     }
 
-    /// Files the compile created: every regular file in a writable directory that is not an
-    /// input. Paths are the host's (absolute, without the root prefix), sorted.
-    pub fn outputs(&self) -> Result<Vec<(String, PathBuf)>, RootError> {
-        let mut out = Vec::new();
-        for dir in &self.writable {
-            for e in std::fs::read_dir(dir).map_err(err(dir))? {
-                let e = e.map_err(err(dir))?;
-                let path = e.path();
-                let ft = e.file_type().map_err(err(&path))?;
-                if !ft.is_file() || self.inputs.contains(&path) {
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let Some(host) = rel.to_str().map(|s| format!("/{s}")) else {
-                    continue;
-                };
-                out.push((host, path));
-            }
-        }
-        out.sort();
-        Ok(out)
+    /// Files the compile created (see [`harvest`]), with their host paths, sorted;
+    /// together at most `max_bytes`.
+    pub fn outputs(&self, max_bytes: u64) -> Result<Vec<(String, Vec<u8>)>, HarvestError> {
+        let rules = Rules {
+            owner: self.owner,
+            max_bytes,
+        };
+        let mut files = harvest::collect(&self.writable, rules)?;
+        files.retain(|(host, _)| !self.inputs.contains(host));
+        Ok(files)
     }
 
     /// Removes the root.

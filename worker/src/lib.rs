@@ -6,6 +6,8 @@
 //! the compiler inside it; [`server`] speaks the protocol.
 
 pub mod asshim;
+pub mod harvest;
+pub mod inventory;
 pub mod jobroot;
 pub mod sandbox;
 pub mod server;

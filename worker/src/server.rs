@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::jobroot::{JobRoot, JobUser};
 use crate::sandbox::{self, RunSpec};
+use crate::shipped::Owned;
 use crate::store::Store;
 use crate::toolchain::{Mode, Toolchain, ToolchainError, Toolchains};
 
@@ -254,6 +255,8 @@ impl Worker {
             arch: std::env::consts::ARCH.to_owned(),
         });
         write_frame(&mut w, &welcome, &[], lim).await?;
+        // The toolchains this connection shipped: they serve its jobs alone.
+        let mut mine = Owned::default();
         loop {
             let Some((msg, _)) = read_frame::<_, Message>(&mut r, lim).await? else {
                 return Ok(());
@@ -261,12 +264,12 @@ impl Worker {
             let job = match msg {
                 Message::Job(job) => job,
                 Message::ToolchainQuery(compiler) => {
-                    let info = self.toolchain_info(compiler);
+                    let info = self.toolchain_info(compiler, &mine);
                     write_frame(&mut w, &Message::ToolchainInfo(info), &[], lim).await?;
                     continue;
                 }
                 Message::ToolchainOffer(offer) => {
-                    self.offered(offer, &mut r, &mut w).await?;
+                    self.offered(offer, &mut mine, &mut r, &mut w).await?;
                     continue;
                 }
                 _ => {
@@ -283,13 +286,13 @@ impl Worker {
                     return Err(FrameError::Malformed(message));
                 }
             };
-            self.job(*job, &mut r, &mut w).await?;
+            self.job(*job, &mine, &mut r, &mut w).await?;
         }
     }
 
     /// Prepares the toolchain for `compiler` (if it can) and says how it would run.
-    fn toolchain_info(&self, compiler: CompilerRef) -> ToolchainInfo {
-        let got = tokio::task::block_in_place(|| self.toolchains.get(&compiler));
+    fn toolchain_info(&self, compiler: CompilerRef, mine: &Owned) -> ToolchainInfo {
+        let got = tokio::task::block_in_place(|| self.toolchains.get(&compiler, mine));
         match got {
             Ok(tc) if tc.mode == Mode::Shipped => shipped_info(&compiler, &tc),
             Ok(tc) => ToolchainInfo {
@@ -308,6 +311,7 @@ impl Worker {
     async fn offered<R, W>(
         &self,
         offer: ToolchainOffer,
+        mine: &mut Owned,
         r: &mut R,
         w: &mut W,
     ) -> Result<(), FrameError>
@@ -327,8 +331,9 @@ impl Worker {
             })
         };
         if self.toolchains.has_bundle(&bundle) {
-            let got =
-                tokio::task::block_in_place(|| self.toolchains.install(compiler, &bundle, None));
+            let got = tokio::task::block_in_place(|| {
+                self.toolchains.install(compiler, &bundle, None, mine)
+            });
             return write_frame(w, &answer(got), &[], lim).await;
         }
         let max = MAX_BUNDLE_BYTES.min(lim.max_payload.into());
@@ -378,7 +383,8 @@ impl Worker {
         }
         let received_ms = t0.elapsed().as_millis() as u64;
         let got = tokio::task::block_in_place(|| {
-            self.toolchains.install(compiler, &bundle, Some(&bytes))
+            self.toolchains
+                .install(compiler, &bundle, Some(&bytes), mine)
         });
         tracing::info!(
             compiler = compiler.path,
@@ -392,7 +398,13 @@ impl Worker {
         write_frame(w, &answer(got), &[], lim).await
     }
 
-    async fn job<R, W>(&self, job: JobRequest, r: &mut R, w: &mut W) -> Result<(), FrameError>
+    async fn job<R, W>(
+        &self,
+        job: JobRequest,
+        mine: &Owned,
+        r: &mut R,
+        w: &mut W,
+    ) -> Result<(), FrameError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -442,16 +454,24 @@ impl Worker {
                 Ok(p) => p,
                 Err(e) => return Err(FrameError::Malformed(e.to_string())),
             };
-            for ((d, _), bytes) in b.blobs.iter().zip(parts) {
-                if let Err(e) = self.store.put(d, &bytes) {
-                    return write_frame(w, &reject(e.to_string()), &[], lim).await;
-                }
+            let put = tokio::task::block_in_place(|| {
+                let put = b
+                    .blobs
+                    .iter()
+                    .zip(parts)
+                    .try_for_each(|((d, _), bytes)| self.store.put(d, &bytes));
+                // On every path, so that a refused job leaves the store within its budget.
+                self.store.evict();
+                put
+            });
+            if let Err(e) = put {
+                return write_frame(w, &reject(e.to_string()), &[], lim).await;
             }
         }
         let Ok(_permit) = self.slots.acquire().await else {
             return write_frame(w, &reject("worker shutting down".into()), &[], lim).await;
         };
-        let (reply, payload) = match self.run_job(job).await {
+        let (reply, payload) = match self.run_job(job, mine).await {
             Ok((done, payload)) => (Message::JobDone(done), payload),
             Err(reason) => (reject(reason), Vec::new()),
         };
@@ -459,7 +479,7 @@ impl Worker {
     }
 
     /// Runs a job whose blobs are all in the store.
-    async fn run_job(&self, job: JobRequest) -> Result<(JobDone, Vec<u8>), String> {
+    async fn run_job(&self, job: JobRequest, mine: &Owned) -> Result<(JobDone, Vec<u8>), String> {
         let n = self.next_root.fetch_add(1, Ordering::Relaxed);
         let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
         let job = Arc::new(job);
@@ -470,7 +490,9 @@ impl Worker {
             let (toolchains, store) = (&self.toolchains, &self.store);
             // Blocking file-system work; the worker's thread pool has room for it.
             tokio::task::block_in_place(move || {
-                let tc = toolchains.get(&job.compiler).map_err(|e| e.to_string())?;
+                let tc = toolchains
+                    .get(&job.compiler, mine)
+                    .map_err(|e| e.to_string())?;
                 let charsets = offload_shared::toolchain::needs_charsets(&job.argv);
                 let root = JobRoot::create(&root_dir, &tc, &job.tree, store, user, charsets)
                     .map_err(|e| e.to_string())?;
@@ -531,20 +553,8 @@ impl Worker {
         })
         .await
         .map_err(|e| e.to_string())?;
-        let files = tokio::task::block_in_place(|| -> Result<Vec<(String, Vec<u8>)>, String> {
-            let mut files = Vec::new();
-            let mut total = 0u64;
-            for (host_path, path) in root.outputs().map_err(|e| e.to_string())? {
-                let bytes =
-                    std::fs::read(&path).map_err(|e| format!("reading output {host_path}: {e}"))?;
-                total += bytes.len() as u64;
-                if total > MAX_JOB_BYTES {
-                    return Err("outputs exceed the size limit".into());
-                }
-                files.push((host_path, bytes));
-            }
-            Ok(files)
-        })?;
+        let files = tokio::task::block_in_place(|| root.outputs(MAX_JOB_BYTES))
+            .map_err(|e| e.to_string())?;
         let outputs = files
             .iter()
             .map(|(p, b)| OutputFile {

@@ -1,28 +1,60 @@
-//! Toolchains the host shipped (see `offload_shared::bundle`), kept on disk across
-//! restarts.
+//! Toolchains the host shipped (see `offload_shared::bundle`).
 //!
-//! Layout under the toolchains directory:
+//! A bundle is content-addressed: kept on disk under its digest across restarts, so a
+//! host that offers it again need not send it again. It serves only the connection that
+//! shipped or offered it ([`Owned`]), as that host's own files: another host's jobs never
+//! see it, and the worker's own compiler of the same path and digest always comes first.
 //!
 //! ```text
-//! shipped/<bundle digest>/usr/bin/gcc …      the unpacked bundle: a toolchain template
-//! shipped/compilers/<digest of path + driver digest>   text: the bundle digest
-//! shipped/.staging-*                          unpacking in progress (removed at start)
+//! shipped/<bundle digest>/usr/bin/gcc …      an unpacked, checked bundle: a template
+//! shipped/.staging-*                          unpacking and checking in progress
 //! ```
 //!
-//! A bundle is unpacked into a staging directory and renamed into place only when complete,
-//! so a template, once visible, is whole and never written again (job roots hard-link its
-//! files). The compiler index is written to a temporary file and renamed too.
+//! A bundle is unpacked into a staging directory, checked there (it holds the offered
+//! driver with the offered digest, and nothing the loader would run by itself) and only
+//! then renamed into place; a bundle that fails is deleted. A template, once visible, is
+//! whole and never written again (job roots hard-link its files).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use offload_shared::Digest;
 use offload_shared::bundle::{self, UnpackLimits};
 use offload_shared::protocol::CompilerRef;
 use offload_shared::walk::Node;
 
+use crate::inventory::digest_of_regular;
 use crate::toolchain::{Mode, Toolchain, ToolchainError};
+
+/// Most bundles kept on disk; the least recently installed go first.
+const MAX_BUNDLES: usize = 8;
+
+/// Paths a bundle may not hold: the dynamic loader reads them by itself, in every program
+/// of the job.
+const FORBIDDEN: &[&str] = &["/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d"];
+
+/// The toolchains one connection shipped, by compiler path and driver digest.
+#[derive(Debug, Default)]
+pub struct Owned(HashMap<(String, Digest), Arc<Toolchain>>);
+
+impl Owned {
+    /// This connection's toolchain for `compiler`.
+    pub fn get(&self, compiler: &CompilerRef) -> Option<Arc<Toolchain>> {
+        self.0
+            .get(&(compiler.path.clone(), compiler.digest))
+            .cloned()
+    }
+
+    /// Records a toolchain this connection shipped; a connection holds a few at most.
+    pub fn insert(&mut self, compiler: &CompilerRef, tc: Arc<Toolchain>) {
+        if self.0.len() >= MAX_BUNDLES {
+            self.0.clear();
+        }
+        self.0.insert((compiler.path.clone(), compiler.digest), tc);
+    }
+}
 
 /// The shipped toolchains under one directory.
 #[derive(Debug)]
@@ -33,10 +65,13 @@ pub struct Shipped {
 impl Shipped {
     /// Shipped toolchains kept under `dir`; leftovers of interrupted unpacking are removed.
     pub fn new(dir: &Path) -> Shipped {
-        let _ = std::fs::create_dir_all(dir.join("compilers"));
+        let _ = std::fs::create_dir_all(dir);
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.filter_map(Result::ok) {
-                if e.file_name().to_string_lossy().starts_with(".staging-") {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                // Also the index of earlier versions, which served every host.
+                if name.starts_with(".staging-") || name == "compilers" {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -50,91 +85,51 @@ impl Shipped {
         self.dir.join(bundle.to_hex())
     }
 
-    fn index(&self, compiler: &CompilerRef) -> PathBuf {
-        let key = Digest::of(format!("{}\0{}", compiler.path, compiler.digest).as_bytes());
-        self.dir.join("compilers").join(key.to_hex())
-    }
-
     /// Whether the bundle is unpacked here.
     pub fn has(&self, bundle: &Digest) -> bool {
         self.template(bundle).is_dir()
     }
 
-    /// The toolchain shipped for `compiler` (its path and driver digest), if one was.
-    pub fn find(&self, compiler: &CompilerRef) -> Result<Option<Toolchain>, ToolchainError> {
-        let text = match std::fs::read_to_string(self.index(compiler)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(compiler, e)),
-        };
-        let Some(bundle) = Digest::from_hex(text.trim()) else {
-            return Ok(None);
-        };
-        if !self.has(&bundle) {
-            return Ok(None);
-        }
-        self.load(compiler, &bundle).map(Some)
-    }
-
-    /// Checks and unpacks `bytes` (the bundle `bundle`) unless it is here already, and
-    /// records it as `compiler`'s toolchain.
+    /// Checks and unpacks `bytes` (the bundle `bundle`) unless it is here already.
     pub fn install(
         &self,
         compiler: &CompilerRef,
         bundle: &Digest,
         bytes: &[u8],
     ) -> Result<Toolchain, ToolchainError> {
+        if self.has(bundle) {
+            return self.adopt(compiler, bundle);
+        }
         let io = |e| io_err(compiler, e);
-        if !self.has(bundle) {
-            let staging = tempfile::Builder::new()
-                .prefix(".staging-")
-                .tempdir_in(&self.dir)
-                .map_err(io)?;
-            bundle::unpack(bytes, bundle, staging.path(), UnpackLimits::DEFAULT)?;
-            let kept = staging.keep();
-            if let Err(e) = std::fs::rename(&kept, self.template(bundle)) {
-                let _ = std::fs::remove_dir_all(&kept);
-                // Another connection may have unpacked the same bundle meanwhile.
-                if !self.has(bundle) {
-                    return Err(io(e));
-                }
+        self.evict();
+        // Dropped, and so deleted, unless it passes every check.
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(&self.dir)
+            .map_err(io)?;
+        bundle::unpack(bytes, bundle, staging.path(), UnpackLimits::DEFAULT)?;
+        check(compiler, bundle, staging.path())?;
+        let kept = staging.keep();
+        if let Err(e) = std::fs::rename(&kept, self.template(bundle)) {
+            let _ = std::fs::remove_dir_all(&kept);
+            // Another connection may have unpacked the same bundle meanwhile.
+            if !self.has(bundle) {
+                return Err(io(e));
             }
         }
         self.adopt(compiler, bundle)
     }
 
-    /// Records the bundle `bundle`, already here, as `compiler`'s toolchain.
+    /// The bundle `bundle`, already here, as `compiler`'s toolchain, after checking it
+    /// holds that compiler (a bundle is named by its bytes: whoever names it gets exactly
+    /// the files whose digest they named).
     pub fn adopt(
         &self,
         compiler: &CompilerRef,
         bundle: &Digest,
     ) -> Result<Toolchain, ToolchainError> {
-        let tc = self.load(compiler, bundle)?;
-        let index = self.index(compiler);
-        let io = |e| io_err(compiler, e);
-        let mut tmp = tempfile::NamedTempFile::new_in(self.dir.join("compilers")).map_err(io)?;
-        io::Write::write_all(&mut tmp, bundle.to_hex().as_bytes()).map_err(io)?;
-        tmp.persist(&index).map_err(|e| io(e.error))?;
-        Ok(tc)
-    }
-
-    /// The toolchain in bundle `bundle`, after checking that it holds `compiler`'s driver.
-    fn load(&self, compiler: &CompilerRef, bundle: &Digest) -> Result<Toolchain, ToolchainError> {
         let template = self.template(bundle);
-        let mut nodes = BTreeMap::new();
-        list(&template, Path::new("/"), &mut nodes).map_err(|e| io_err(compiler, e))?;
-        let driver = bundle::resolve_in(&nodes, Path::new(&compiler.path)).ok_or_else(|| {
-            ToolchainError::Shipped(format!("bundle {bundle} has no file at {}", compiler.path))
-        })?;
-        let rel = driver.strip_prefix("/").unwrap_or(&driver);
-        let bytes = std::fs::read(template.join(rel)).map_err(|e| io_err(compiler, e))?;
-        let ours = Digest::of(&bytes);
-        if ours != compiler.digest {
-            return Err(ToolchainError::Shipped(format!(
-                "bundle {bundle} holds a driver with digest {ours} at {}, not {}",
-                compiler.path, compiler.digest
-            )));
-        }
+        let nodes = check(compiler, bundle, &template)?;
         tracing::debug!(compiler = compiler.path, %bundle, files = nodes.len(), "shipped toolchain loaded");
         Ok(Toolchain {
             template,
@@ -142,8 +137,58 @@ impl Shipped {
             mode: Mode::Shipped,
             runs_as: compiler.path.clone(),
             fingerprint: *bundle,
+            aliases: BTreeMap::new(),
         })
     }
+
+    /// Removes the oldest bundles beyond [`MAX_BUNDLES`] - 1, making room for one more.
+    fn evict(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut kept: Vec<(std::time::SystemTime, PathBuf)> = rd
+            .filter_map(Result::ok)
+            .filter(|e| Digest::from_hex(&e.file_name().to_string_lossy()).is_some())
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        kept.sort();
+        let excess = (kept.len() + 1).saturating_sub(MAX_BUNDLES);
+        for (_, path) in kept.into_iter().take(excess) {
+            tracing::info!("removing the shipped toolchain {}", path.display());
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Checks the unpacked bundle below `dir`: it holds `compiler`'s driver with its digest
+/// at its path, and no file the dynamic loader would read by itself. Returns its nodes.
+fn check(
+    compiler: &CompilerRef,
+    bundle: &Digest,
+    dir: &Path,
+) -> Result<BTreeMap<PathBuf, Node>, ToolchainError> {
+    let mut nodes = BTreeMap::new();
+    list(dir, Path::new("/"), &mut nodes).map_err(|e| io_err(compiler, e))?;
+    if let Some(bad) = FORBIDDEN
+        .iter()
+        .find(|f| nodes.keys().any(|p| p.starts_with(f)))
+    {
+        return Err(ToolchainError::Shipped(format!(
+            "bundle {bundle} holds {bad}, which the dynamic loader would run"
+        )));
+    }
+    let driver = bundle::resolve_in(&nodes, Path::new(&compiler.path)).ok_or_else(|| {
+        ToolchainError::Shipped(format!("bundle {bundle} has no file at {}", compiler.path))
+    })?;
+    let rel = driver.strip_prefix("/").unwrap_or(&driver);
+    let ours = digest_of_regular(&dir.join(rel)).map_err(|e| io_err(compiler, e))?;
+    if ours != compiler.digest {
+        return Err(ToolchainError::Shipped(format!(
+            "bundle {bundle} holds a driver with digest {ours} at {}, not {}",
+            compiler.path, compiler.digest
+        )));
+    }
+    Ok(nodes)
 }
 
 fn io_err(compiler: &CompilerRef, source: io::Error) -> ToolchainError {
@@ -202,7 +247,7 @@ mod tests {
         let digest = Digest::of(&bytes);
         {
             let s = Shipped::new(dir.path());
-            assert!(s.find(&cc).unwrap().is_none());
+            assert!(!s.has(&digest));
             let tc = s.install(&cc, &digest, &bytes).unwrap();
             assert_eq!(tc.mode, Mode::Shipped);
             assert_eq!(tc.fingerprint, digest);
@@ -217,14 +262,15 @@ mod tests {
         std::fs::create_dir(dir.path().join(".staging-x")).unwrap();
         let s = Shipped::new(dir.path());
         assert!(!dir.path().join(".staging-x").exists());
-        let tc = s.find(&cc).unwrap().expect("kept across restarts");
+        assert!(s.has(&digest), "kept across restarts");
+        let tc = s.adopt(&cc, &digest).unwrap();
         assert_eq!(tc.fingerprint, digest);
         // Another driver digest at the same path is another compiler.
         let other = CompilerRef {
             digest: Digest::of(b"other"),
             ..cc
         };
-        assert!(s.find(&other).unwrap().is_none());
+        assert!(s.adopt(&other, &digest).is_err());
     }
 
     #[test]
@@ -243,5 +289,8 @@ mod tests {
         );
         let err = s.install(&cc, &Digest::of(b"x"), &bytes).unwrap_err();
         assert!(err.to_string().contains("digest"), "{err}");
+        // Nothing of a refused bundle stays: no template, no staging directory.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -1,45 +1,36 @@
 //! The worker's compilers, prepared for per-job roots.
 //!
-//! A job names the compiler by the host's path and the digest of its driver binary. The
-//! worker uses its own compiler at that path only if the driver's digest matches, then
-//! copies the driver, its sub-programs (cc1, cc1plus, as), their shared libraries and the
-//! few data files they read into a template directory once. Each job root gets hard links
-//! to the template, at the same absolute paths, through the same symbolic links.
-//! Headers are never part of a toolchain: they come from the host with the job.
-//!
-//! A toolchain the host shipped ([`crate::shipped`]) comes first: it is the host's very
-//! files. Then the worker's own driver with the host's digest, then another build of the
-//! same compiler (a cross compiler).
+//! A job names the compiler by the host's path, the digest of its driver binary, its
+//! version and target. The worker serves it with a compiler of its own ([`Inventory`]: the
+//! host's very driver when one is at the host's path with the host's digest, else another
+//! build of the same compiler, a cross compiler), or with the bundle that host shipped on
+//! this connection ([`crate::shipped`]), which never shadows the worker's own driver and
+//! never serves another connection. A worker compiler's driver, its sub-programs (cc1,
+//! cc1plus, as), their shared libraries and the few data files they read are copied into a
+//! template directory once; each job root gets hard links to the template, at the same
+//! absolute paths, through the same symbolic links. Headers are never part of a toolchain:
+//! they come from the host with the job.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, ToolchainKind};
-use offload_shared::toolchain::{self, PROGRAM_PATH, shared_libraries, sub_program};
+use offload_shared::toolchain::{self, shared_libraries, sub_program};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
-use crate::shipped::Shipped;
+use crate::inventory::{Inventory, Match, Own};
+use crate::shipped::{Owned, Shipped};
 
-/// Why a compiler cannot be used.
+/// Why a compiler cannot be used. The messages name only what the host sent: never a
+/// path or digest of the worker's.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolchainError {
-    /// No such compiler here.
-    #[error("no compiler at {0} on this worker")]
+    /// No compiler here is the host's, or another build of it.
+    #[error("no compiler equivalent to {0} on this worker")]
     Missing(String),
-    /// A compiler, but not the host's.
-    #[error("compiler {path} differs from the host's (driver digest {ours} here, {theirs} there)")]
-    Differs {
-        /// Path.
-        path: String,
-        /// Our digest.
-        ours: Digest,
-        /// The host's digest.
-        theirs: Digest,
-    },
     /// A shipped bundle that cannot be used.
     #[error(transparent)]
     Bundle(#[from] offload_shared::bundle::BundleError),
@@ -69,6 +60,9 @@ pub struct Toolchain {
     pub runs_as: String,
     /// Identifies the template's files: paths, sources, sizes and modification times.
     pub fingerprint: Digest,
+    /// Job-root paths whose file is the template's copy of another path: the worker's
+    /// driver at the host compiler's path.
+    pub aliases: BTreeMap<PathBuf, PathBuf>,
 }
 
 /// How a toolchain is made to produce the host compiler's bytes.
@@ -107,45 +101,91 @@ pub const REAL_AS: &str = "/.offload/as";
 impl Toolchain {
     /// Where the template's copy of the file at `path` is.
     pub fn source_of(&self, path: &Path) -> PathBuf {
+        let path = self.aliases.get(path).map_or(path, PathBuf::as_path);
         self.template.join(path.strip_prefix("/").unwrap_or(path))
     }
 }
 
-/// Prepared toolchains, by compiler path and digest.
+/// Most toolchains prepared at once: each is a template of tens of megabytes, and the
+/// worker's own compilers are few.
+const MAX_PREPARED: usize = 64;
+
+/// A toolchain being prepared or prepared: jobs asking for the same one wait for one
+/// preparation (on its own lock, not the whole set's).
+type Slot = Arc<Mutex<Option<Arc<Toolchain>>>>;
+
+/// The worker's toolchains: its own compilers, prepared on first use, and the bundles hosts
+/// shipped.
 #[derive(Debug)]
 pub struct Toolchains {
     dir: PathBuf,
     shipped: Shipped,
-    ready: Mutex<HashMap<(String, Digest), Arc<Toolchain>>>,
+    inventory: Inventory,
+    ready: Mutex<HashMap<(PathBuf, Match, String), Slot>>,
 }
 
 impl Toolchains {
-    /// Toolchains kept under `dir`.
+    /// Toolchains kept under `dir`, for the compilers found in [`PROGRAM_PATH`].
     pub fn new(dir: &Path) -> Toolchains {
+        Toolchains::with_inventory(dir, Inventory::scan())
+    }
+
+    /// Toolchains kept under `dir`, for the compilers of `inventory`.
+    pub fn with_inventory(dir: &Path, inventory: Inventory) -> Toolchains {
         let _ = std::fs::create_dir_all(dir);
         Toolchains {
             dir: dir.to_owned(),
             shipped: Shipped::new(&dir.join("shipped")),
+            inventory,
             ready: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The toolchain for `compiler` whose driver has digest `digest`, preparing it on first
-    /// use. Blocking: call from a blocking context. Preparation happens under the lock, so
-    /// jobs arriving together wait for one preparation instead of racing to write the
-    /// template that the others' job roots link to.
-    pub fn get(&self, compiler: &CompilerRef) -> Result<Arc<Toolchain>, ToolchainError> {
-        let key = (compiler.path.clone(), compiler.digest);
-        let mut ready = self.lock();
-        if let Some(t) = ready.get(&key) {
+    /// The toolchain for the host's `compiler`: the worker's own driver when it is the
+    /// host's (a shipped bundle never shadows it), else one that this connection shipped
+    /// (`mine`), else another build of the same compiler. Blocking: call from a blocking
+    /// context. Nothing here opens or runs a path the host named: the host's strings are
+    /// only compared with what the worker found itself.
+    pub fn get(
+        &self,
+        compiler: &CompilerRef,
+        mine: &Owned,
+    ) -> Result<Arc<Toolchain>, ToolchainError> {
+        let found = self.inventory.find(compiler);
+        if let Some((own, Match::Native)) = &found {
+            return self.prepared(own, &Match::Native, compiler);
+        }
+        if let Some(tc) = mine.get(compiler) {
+            return Ok(tc);
+        }
+        match &found {
+            Some((own, m)) => self.prepared(own, m, compiler),
+            None => Err(ToolchainError::Missing(compiler.path.clone())),
+        }
+    }
+
+    fn prepared(
+        &self,
+        own: &Own,
+        m: &Match,
+        host: &CompilerRef,
+    ) -> Result<Arc<Toolchain>, ToolchainError> {
+        let key = (own.path.clone(), m.clone(), host.path.clone());
+        let slot = {
+            let mut ready = self.lock();
+            // Preparing again is cheap (the templates stay on disk); jobs holding a
+            // toolchain keep it.
+            if !ready.contains_key(&key) && ready.len() >= MAX_PREPARED {
+                ready.clear();
+            }
+            ready.entry(key).or_default().clone()
+        };
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = slot.as_ref() {
             return Ok(t.clone());
         }
-        let t = match self.shipped.find(compiler)? {
-            Some(t) => t,
-            None => prepare(compiler, &self.dir)?,
-        };
-        let t = Arc::new(t);
-        ready.insert(key, t.clone());
+        let t = Arc::new(prepare(own, m, host, &self.dir)?);
+        *slot = Some(t.clone());
         Ok(t)
     }
 
@@ -154,83 +194,66 @@ impl Toolchains {
         self.shipped.has(bundle)
     }
 
-    /// Makes the host's bundle `bundle` (unpacked here already when `bytes` is `None`)
-    /// `compiler`'s toolchain, replacing what the worker had for it. Blocking; the bundle is
-    /// checked and unpacked without holding the lock.
+    /// Checks and installs the host's bundle `bundle` (unpacked here already when `bytes`
+    /// is `None`) as `compiler`'s toolchain for this connection alone (`mine`). Blocking.
     pub fn install(
         &self,
         compiler: &CompilerRef,
         bundle: &Digest,
         bytes: Option<&[u8]>,
+        mine: &mut Owned,
     ) -> Result<Arc<Toolchain>, ToolchainError> {
         let t = match bytes {
             Some(b) => self.shipped.install(compiler, bundle, b)?,
             None => self.shipped.adopt(compiler, bundle)?,
         };
         let t = Arc::new(t);
-        tracing::info!(compiler = compiler.path, %bundle, files = t.nodes.len(), "shipped toolchain installed");
-        self.lock()
-            .insert((compiler.path.clone(), compiler.digest), t.clone());
+        tracing::info!(compiler = compiler.path, %bundle, files = t.nodes.len(), "shipped toolchain installed for its connection");
+        mine.insert(compiler, t.clone());
         Ok(t)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Digest), Arc<Toolchain>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Match, String), Slot>> {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> {
-    let (host_compiler, want) = (host.path.as_str(), &host.digest);
-    let compiler = host_compiler;
+fn prepare(
+    own: &Own,
+    m: &Match,
+    host: &CompilerRef,
+    dir: &Path,
+) -> Result<Toolchain, ToolchainError> {
     let io = |source| ToolchainError::Io {
-        path: compiler.to_owned(),
+        path: host.path.clone(),
         source,
     };
+    let facts = own
+        .facts()
+        .ok_or_else(|| ToolchainError::Missing(host.path.clone()))?;
+    let runs_as = own.path.to_string_lossy().into_owned();
+    let mode = match m {
+        Match::Native => Mode::Native,
+        Match::CrossGcc(ident) => Mode::CrossGcc {
+            ident: ident.clone(),
+        },
+        Match::CrossClang => Mode::CrossClangCc1,
+    };
+    let driver = facts.real.clone();
+    let host_compiler = host.path.as_str();
     let mut walker = PathWalker::new();
-    let native = match walker
-        .resolve(Path::new(compiler), Path::new("/"))
-        .map_err(io)?
-    {
-        Resolved::File(p) => {
-            let ours = Digest::of(&std::fs::read(&p).map_err(io)?);
-            (ours == *want).then_some(p).ok_or((ours, compiler))
-        }
-        _ => Err((Digest([0; 32]), compiler)),
-    };
-    // Not the host's driver: another build of the same compiler for the same target?
-    let (driver, runs_as, mode) = match native {
-        Ok(p) => (p, compiler.to_owned(), Mode::Native),
-        Err((ours, _)) => {
-            walker = PathWalker::new();
-            let Some((cand, mode)) = equivalent_compiler(host) else {
-                return Err(if ours == Digest([0; 32]) {
-                    ToolchainError::Missing(compiler.to_owned())
-                } else {
-                    ToolchainError::Differs {
-                        path: compiler.to_owned(),
-                        ours,
-                        theirs: *want,
-                    }
-                });
-            };
-            let Resolved::File(real) = walker.resolve(&cand, Path::new("/")).map_err(io)? else {
-                return Err(ToolchainError::Missing(compiler.to_owned()));
-            };
-            (real, cand.to_string_lossy().into_owned(), mode)
-        }
-    };
+    // The worker's own path to its driver, links and all.
+    if !matches!(
+        walker.resolve(&own.path, Path::new("/")).map_err(io)?,
+        Resolved::File(_)
+    ) {
+        return Err(ToolchainError::Missing(host.path.clone()));
+    }
     let compiler = runs_as.as_str();
     toolchain::add_parts(&mut walker, compiler, &driver).map_err(io)?;
     let mut nodes = walker.into_nodes();
     // Files whose template copy comes from elsewhere than their own path.
     let mut sources: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    if mode != Mode::Native {
-        // The other driver answers at the host's path (argv[0] and the driver's own
-        // prefix logic see the host's name; it finds its parts by its configured prefix).
-        let host_path = PathBuf::from(host_compiler);
-        nodes.insert(host_path.clone(), Node::File);
-        sources.insert(host_path, driver.clone());
-    }
     if let Mode::CrossGcc { .. } = mode {
         // The assembler's path holds the shim; the real assembler moves to REAL_AS.
         if let Some(real_as) = sub_program(compiler, "as").and_then(|p| p.canonicalize().ok()) {
@@ -290,6 +313,22 @@ fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> 
             stamp.extend(format!("{}:{}:{}\n", path.display(), meta.len(), meta.mtime()).bytes());
         }
     }
+    // The other driver answers at the host's path, in job roots only (argv[0] and the
+    // driver's own prefix logic see the host's name; it finds its parts by its configured
+    // prefix). The template, shared by every host path, does not hold it.
+    let mut aliases = BTreeMap::new();
+    if mode != Mode::Native {
+        let host_path = PathBuf::from(host_compiler);
+        let below_a_link = host_path
+            .ancestors()
+            .skip(1)
+            .any(|a| matches!(nodes.get(a), Some(Node::Symlink(_) | Node::File)));
+        if !offload_shared::tree::is_normal_absolute(host_compiler) || below_a_link {
+            return Err(ToolchainError::Missing(host.path.clone()));
+        }
+        nodes.insert(host_path.clone(), Node::File);
+        aliases.insert(host_path, driver.clone());
+    }
     tracing::info!(compiler, files = nodes.len(), ?mode, "toolchain prepared");
     Ok(Toolchain {
         template,
@@ -297,58 +336,6 @@ fn prepare(host: &CompilerRef, dir: &Path) -> Result<Toolchain, ToolchainError> 
         mode,
         runs_as: runs_as.clone(),
         fingerprint: Digest::of(&stamp),
+        aliases,
     })
-}
-
-/// Another compiler on this worker that claims to be the host's, and how it would run.
-/// gcc: the same `-dumpfullversion -dumpmachine`, named `TARGET-NAME-MAJOR` or
-/// `TARGET-NAME` after the host's driver name (`cc` counts as gcc, `c++` as g++). clang:
-/// the same `-dumpversion` and the same `.ident` when it targets the host's machine, named
-/// `clang-MAJOR` or `clang` (`clang++` likewise). The probe then proves it equal, or the
-/// host keeps its compiles.
-fn equivalent_compiler(host: &CompilerRef) -> Option<(PathBuf, Mode)> {
-    let mut words = host.version.split_whitespace();
-    let (full, target) = (words.next()?, words.next()?);
-    let major = full.split('.').next()?;
-    let base = Path::new(&host.path).file_name()?.to_str()?;
-    // gcc-12, x86_64-linux-gnu-g++-12, clang++-14 → gcc, g++, clang++
-    let base = base.strip_prefix(&format!("{target}-")).unwrap_or(base);
-    let base = base.strip_suffix(&format!("-{major}")).unwrap_or(base);
-    let (names, clang) = match base {
-        "cc" | "gcc" => (
-            vec![format!("{target}-gcc-{major}"), format!("{target}-gcc")],
-            false,
-        ),
-        "c++" | "g++" => (
-            vec![format!("{target}-g++-{major}"), format!("{target}-g++")],
-            false,
-        ),
-        "clang" | "clang++" => (vec![format!("{base}-{major}"), base.to_owned()], true),
-        _ => return None,
-    };
-    // Each -dump option is a command of its own: the driver stops at the first.
-    let ask = |p: &Path, opt: &str| {
-        Command::new(p)
-            .arg(opt)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
-    names
-        .iter()
-        .flat_map(|n| PROGRAM_PATH.iter().map(move |d| Path::new(d).join(n)))
-        .filter(|p| p.is_file())
-        .find_map(|p| {
-            if clang {
-                let ident =
-                    toolchain::assembly_ident(&p, &[&format!("--target={target}")]).ok()??;
-                (ask(&p, "-dumpversion") == full && ident == host.ident)
-                    .then_some((p, Mode::CrossClangCc1))
-            } else {
-                (ask(&p, "-dumpfullversion") == full && ask(&p, "-dumpmachine") == target)
-                    .then(|| toolchain::assembly_ident(&p, &[]).ok().flatten())
-                    .flatten()
-                    .map(|ident| (p, Mode::CrossGcc { ident }))
-            }
-        })
 }

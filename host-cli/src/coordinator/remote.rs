@@ -1,21 +1,21 @@
 //! Talks to one worker: a pool of open connections, each carrying one job at a time.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use offload_shared::Digest;
 use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
     Blobs, CompilerRef, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME,
-    PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainOffer, Welcome,
+    PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainKind, ToolchainOffer, Welcome,
 };
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::prepare::Prepared;
+use super::ship::Bundle;
 
 /// Why a remote job did not produce a result; the job then runs locally.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,10 @@ pub struct Worker {
     pub received: AtomicU64,
     /// Its architecture, from its last Welcome.
     arch: Mutex<Option<String>>,
+    /// Toolchains it took from this host. A shipped toolchain serves only the connection
+    /// that offered it, so every new connection offers them again (the worker keeps the
+    /// bytes: an offer of a bundle it holds costs one round trip).
+    shipped: Mutex<Vec<(CompilerRef, Arc<Bundle>)>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -114,6 +118,7 @@ impl Worker {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             arch: Mutex::new(None),
+            shipped: Mutex::new(Vec::new()),
         }
     }
 
@@ -178,6 +183,23 @@ impl Worker {
         match answer {
             Some((Message::Welcome(w), _)) if w.version == PROTOCOL_VERSION => {
                 *self.arch.lock().unwrap_or_else(|p| p.into_inner()) = Some(w.arch.clone());
+                let shipped = self
+                    .shipped
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                for (compiler, bundle) in &shipped {
+                    let offered =
+                        tokio::time::timeout(SHIP_TIMEOUT, self.offer(&mut c, compiler, bundle))
+                            .await
+                            .map_err(|_| RemoteError::Timeout(self.addr.clone()))??;
+                    if offered.0.kind == ToolchainKind::Unavailable {
+                        return Err(cerr(format!(
+                            "it no longer takes the toolchain for {}: {}",
+                            compiler.path, offered.0.detail
+                        )));
+                    }
+                }
                 Ok((c, w))
             }
             Some((Message::Error(e), _)) => Err(cerr(e.message)),
@@ -224,58 +246,71 @@ impl Worker {
         }
     }
 
-    /// Offers this host's toolchain for `compiler` (the bundle `bundle` holding `bytes`) and
-    /// sends the bytes if the worker asks for them. Gives the worker's answer and how many
-    /// bytes were sent (none when it kept the bundle from an earlier build).
+    /// Offers this host's toolchain for `compiler` (the bundle `bundle`) and sends the bytes
+    /// if the worker asks for them. Gives the worker's answer and how many bytes were sent
+    /// (none when it kept the bundle from an earlier build). Later connections offer it
+    /// again when the worker took it.
     pub async fn ship(
         &self,
         compiler: &CompilerRef,
-        bundle: Digest,
-        bytes: &[u8],
+        bundle: Arc<Bundle>,
     ) -> Result<(ToolchainInfo, u64), RemoteError> {
         let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut c = match conn {
             Some(c) => c,
             None => self.connect().await?.0,
         };
+        let result = tokio::time::timeout(SHIP_TIMEOUT, self.offer(&mut c, compiler, &bundle))
+            .await
+            .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
+        if let Ok((info, _)) = &result {
+            if info.kind == ToolchainKind::Shipped {
+                let mut shipped = self.shipped.lock().unwrap_or_else(|p| p.into_inner());
+                shipped.retain(|(c, _)| c.path != compiler.path);
+                shipped.push((compiler.clone(), bundle));
+            }
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
+        result
+    }
+
+    /// The offer exchange on one connection.
+    async fn offer(
+        &self,
+        c: &mut Conn,
+        compiler: &CompilerRef,
+        bundle: &Bundle,
+    ) -> Result<(ToolchainInfo, u64), RemoteError> {
         let lim = Limits::DEFAULT;
         let fe = self.frame_err();
         let invalid = |why: String| RemoteError::Invalid {
             addr: self.addr.clone(),
             why,
         };
+        let (digest, bytes) = (bundle.digest, &bundle.bytes);
         let offer = Message::ToolchainOffer(ToolchainOffer {
             compiler: compiler.clone(),
-            bundle,
+            bundle: digest,
             size: bytes.len() as u64,
         });
-        let exchange = async {
-            write_frame(&mut c.w, &offer, &[], lim).await.map_err(&fe)?;
-            let mut sent = 0u64;
-            loop {
-                let answer = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)?;
-                match answer {
-                    Some((Message::NeedToolchain(n), _)) if n.bundle == bundle && sent == 0 => {
-                        let msg = Message::ToolchainBundle(ToolchainBundle { bundle });
-                        write_frame(&mut c.w, &msg, bytes, lim).await.map_err(&fe)?;
-                        sent = bytes.len() as u64;
-                        self.sent.fetch_add(sent, Ordering::Relaxed);
-                    }
-                    Some((Message::ToolchainInfo(info), _)) if info.path == compiler.path => {
-                        return Ok((info, sent));
-                    }
-                    Some((Message::Error(e), _)) => return Err(invalid(e.message)),
-                    _ => return Err(invalid("unexpected answer to a toolchain offer".into())),
+        write_frame(&mut c.w, &offer, &[], lim).await.map_err(&fe)?;
+        let mut sent = 0u64;
+        loop {
+            let answer = read_frame::<_, Message>(&mut c.r, lim).await.map_err(&fe)?;
+            match answer {
+                Some((Message::NeedToolchain(n), _)) if n.bundle == digest && sent == 0 => {
+                    let msg = Message::ToolchainBundle(ToolchainBundle { bundle: digest });
+                    write_frame(&mut c.w, &msg, bytes, lim).await.map_err(&fe)?;
+                    sent = bytes.len() as u64;
+                    self.sent.fetch_add(sent, Ordering::Relaxed);
                 }
+                Some((Message::ToolchainInfo(info), _)) if info.path == compiler.path => {
+                    return Ok((info, sent));
+                }
+                Some((Message::Error(e), _)) => return Err(invalid(e.message)),
+                _ => return Err(invalid("unexpected answer to a toolchain offer".into())),
             }
-        };
-        let result = tokio::time::timeout(SHIP_TIMEOUT, exchange)
-            .await
-            .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
-        if result.is_ok() {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         }
-        result
     }
 
     /// Runs a prepared job.

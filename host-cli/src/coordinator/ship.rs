@@ -62,7 +62,7 @@ pub async fn if_needed(
         return info;
     }
     let t0 = Instant::now();
-    match worker.ship(ours, bundle.digest, &bundle.bytes).await {
+    match worker.ship(ours, bundle.clone()).await {
         Ok((new, sent)) => {
             let ms = t0.elapsed().as_millis() as u64;
             let (compiler, bundle, kind, detail) =

@@ -1,0 +1,264 @@
+//! Collects a job's outputs: the plain files it created in the directories it may write.
+//!
+//! The job is hostile and has run by the time its outputs are read, so nothing here
+//! resolves a path the job could have changed. Each writable directory is opened before
+//! the job runs ([`WritableDir::open`]); afterwards its entries are listed through that
+//! handle and each is opened beneath it with `O_NOFOLLOW | O_NONBLOCK`: a link the job put
+//! there is not followed, a FIFO does not block, a directory swapped for a link still
+//! reads the directory the worker made. Only regular files with a single link, owned by the
+//! job's user (when it has one), count; sizes are checked with `fstat` before a byte is
+//! read, against one budget for the whole job.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::dir::{Dir, Type};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat};
+
+/// Why the outputs could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum HarvestError {
+    /// The outputs add up to more than the job may return.
+    #[error("the outputs exceed the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// More files than a compile makes.
+    #[error("the job created more than {0} files")]
+    TooMany(usize),
+    /// Reading failed.
+    #[error("reading the outputs in {dir}: {source}")]
+    Io {
+        /// The host's path of the directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Most output files of one job (a compile makes a handful).
+pub const MAX_FILES: usize = 1000;
+
+/// A directory the job may write, opened before it runs.
+#[derive(Debug)]
+pub struct WritableDir {
+    /// The host's absolute path of it.
+    pub host: String,
+    fd: OwnedFd,
+}
+
+impl WritableDir {
+    /// Opens `path` (which the worker has just made, before the job runs) without
+    /// following a link.
+    pub fn open(path: &Path, host: String) -> std::io::Result<WritableDir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(WritableDir { host, fd })
+    }
+}
+
+/// What counts as an output.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Only files owned by this uid (the job's user).
+    pub owner: Option<u32>,
+    /// Most bytes of all outputs together.
+    pub max_bytes: u64,
+}
+
+/// Every output of the job: (host path, bytes), sorted by path.
+pub fn collect(dirs: &[WritableDir], rules: Rules) -> Result<Vec<(String, Vec<u8>)>, HarvestError> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for dir in dirs {
+        let io = |source: std::io::Error| HarvestError::Io {
+            dir: dir.host.clone(),
+            source,
+        };
+        let fd = dir.fd.try_clone().map_err(io)?;
+        let mut listing = Dir::from_fd(fd).map_err(|e| io(e.into()))?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let entry = entry.map_err(|e| io(e.into()))?;
+            // Directories, links and special files are never outputs; the type is checked
+            // again on the opened file.
+            if matches!(entry.file_type(), Some(t) if t != Type::File) {
+                continue;
+            }
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            names.push(name.to_vec());
+            if names.len() + out.len() > MAX_FILES {
+                return Err(HarvestError::TooMany(MAX_FILES));
+            }
+        }
+        for name in names {
+            let Ok(text) = std::str::from_utf8(&name) else {
+                continue;
+            };
+            let Some(bytes) =
+                read_beneath(&dir.fd, text, rules, &mut total).map_err(|e| match e {
+                    Skip::Io(source) => io(source),
+                    Skip::TooLarge => HarvestError::TooLarge {
+                        limit: rules.max_bytes,
+                    },
+                })?
+            else {
+                continue;
+            };
+            let host = if dir.host == "/" {
+                format!("/{text}")
+            } else {
+                format!("{}/{text}", dir.host)
+            };
+            out.push((host, bytes));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+enum Skip {
+    Io(std::io::Error),
+    TooLarge,
+}
+
+/// The bytes of the plain file `name` directly beneath `dir`, or `None` when it is not an
+/// output (a link, not a regular file, several links, another owner, gone).
+fn read_beneath(
+    dir: &OwnedFd,
+    name: &str,
+    rules: Rules,
+    total: &mut u64,
+) -> Result<Option<Vec<u8>>, Skip> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // A link (ELOOP), or removed meanwhile.
+        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Skip::Io(e.into())),
+    };
+    let st = fstat(&fd).map_err(|e| Skip::Io(e.into()))?;
+    let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !is_file || st.st_nlink != 1 || rules.owner.is_some_and(|u| u != st.st_uid) {
+        return Ok(None);
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
+    *total = total.saturating_add(size);
+    if *total > rules.max_bytes {
+        return Err(Skip::TooLarge);
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // A file still growing is read up to the size it had.
+    std::fs::File::from(fd)
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(Skip::Io)?;
+    Ok(Some(bytes))
+}
+
+/// The writable directories of a job root: `dirs` (inside the root) with their host paths.
+pub fn open_all(root: &Path, dirs: &[PathBuf]) -> std::io::Result<Vec<WritableDir>> {
+    dirs.iter()
+        .filter_map(|d| {
+            let rel = d.strip_prefix(root).ok()?.to_str()?;
+            Some((d, format!("/{rel}")))
+        })
+        .map(|(d, host)| WritableDir::open(d, host))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn rules() -> Rules {
+        Rules {
+            owner: None,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn plain_files_only_and_never_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("src");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        // What the job does after the worker opened the directory.
+        std::fs::write(out.join("a.o"), b"object").unwrap();
+        symlink("/etc/passwd", out.join("passwd.o")).unwrap();
+        std::fs::write(root.join("secret"), b"secret").unwrap();
+        std::fs::hard_link(root.join("secret"), out.join("hard.o")).unwrap();
+        std::fs::create_dir(out.join("sub")).unwrap();
+        let fifo = std::ffi::CString::new(format!("{}/fifo.o", out.display())).unwrap();
+        // SAFETY: plain syscall on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let got = collect(&dirs, rules()).unwrap();
+        assert_eq!(got, vec![("/src/a.o".to_string(), b"object".to_vec())]);
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_is_still_the_worker_s() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("obj");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        std::fs::write(out.join("mine.o"), b"mine").unwrap();
+        std::fs::rename(&out, root.join("moved")).unwrap();
+        symlink("/etc", &out).unwrap();
+        let got = collect(&dirs, rules()).unwrap();
+        assert_eq!(got, vec![("/obj/mine.o".to_string(), b"mine".to_vec())]);
+    }
+
+    #[test]
+    fn sizes_are_checked_before_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("o");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        // Sparse: 4 GiB announced, nothing on disk.
+        let f = std::fs::File::create(out.join("big.o")).unwrap();
+        f.set_len(4 << 30).unwrap();
+        let err = collect(&dirs, rules()).unwrap_err();
+        assert!(matches!(err, HarvestError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn files_of_another_owner_are_not_outputs() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("o");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        std::fs::write(out.join("x.o"), b"x").unwrap();
+        // SAFETY: plain syscall.
+        let me = unsafe { libc::geteuid() };
+        let other = Rules {
+            owner: Some(me.wrapping_add(1)),
+            ..rules()
+        };
+        assert!(collect(&dirs, other).unwrap().is_empty());
+        let mine = Rules {
+            owner: Some(me),
+            ..rules()
+        };
+        assert_eq!(collect(&dirs, mine).unwrap().len(), 1);
+    }
+}
