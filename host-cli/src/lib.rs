@@ -7,7 +7,7 @@
 //! - [`status`]: `offload status`: compilers, workers, probe results.
 pub mod build;
 pub mod cachedir;
-pub mod classify;
+pub use offload_classify as classify;
 pub mod compilers;
 pub mod coordinator;
 pub mod ipc;

@@ -143,5 +143,12 @@ fn failing_build_keeps_diagnostics_and_status() {
         "{}",
         both.context()
     );
-    both.assert_counts(3, 0);
+    // The failing compile ran remotely, then here: the build sees the local failure.
+    let s = &both.summary;
+    assert_eq!(
+        (s.calls, s.remote, s.local, s.fell_back),
+        (3, 2, 0, 1),
+        "expected 2 remote compiles and the failing one compiled again here\n{}",
+        both.context()
+    );
 }

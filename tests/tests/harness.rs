@@ -52,9 +52,15 @@ fn harness(name: &str, cc: &str, cxx: &str) {
         failing.join("\n"),
         out.describe()
     );
+    // A case whose compile fails runs remotely and then here (the local failure counts):
+    // those, and only those, fall back.
+    let failing_cases = stdout
+        .lines()
+        .filter(|l| l.contains("(rc=") && !l.contains("(rc=0,"))
+        .count() as u64;
     assert!(
-        summary.remote > 0 && summary.fell_back == 0,
-        "the harness passed, but no compile ran remotely (or some fell back):\n{summary_text}\n{}",
+        summary.remote > 0 && summary.fell_back <= failing_cases,
+        "the harness passed, but no compile ran remotely (or more fell back than the {failing_cases} failing cases):\n{summary_text}\n{}",
         out.describe()
     );
     let _ = std::fs::remove_dir_all(&workdir);

@@ -118,3 +118,44 @@ fn reply_summary(reply: &JobReply) -> String {
     let s = format!("{reply:?}");
     s.chars().take(2000).collect()
 }
+
+/// Finding 4: commands a host never sends remote (a wrapper, a plugin, a specs file, a
+/// link) and environments it never forwards (`LD_PRELOAD`, `GCC_EXEC_PREFIX`) are refused
+/// before anything runs: the wrapper's marker never appears.
+#[test]
+fn commands_and_environments_a_host_never_sends_are_refused() {
+    let worker = NetnsWorker::start(1);
+    let mark = format!("/run/offload-e2e-wrapper-{}", std::process::id());
+    let _ = std::fs::remove_file(&mark);
+    let cc = peer::compiler_ref("/usr/bin/gcc");
+    let dir = offload_e2e::twice::fresh_dir("hostile-commands");
+    let d = dir.to_string_lossy().into_owned();
+    let wrapper = format!("/bin/sh,-c,touch {mark}");
+    let attacks: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+        (vec!["/usr/bin/gcc", "-wrapper", &wrapper, "-c", "a.c"], vec![]),
+        (vec!["/usr/bin/gcc", "-fplugin=/usr/lib/x.so", "-c", "a.c"], vec![]),
+        (vec!["/usr/bin/gcc", "-specs=/etc/x.specs", "-c", "a.c"], vec![]),
+        (vec!["/usr/bin/gcc", "a.c", "-o", "a.out"], vec![]),
+        (vec!["/usr/bin/gcc", "-c", "a.c"], vec![("LD_PRELOAD", "/x.so")]),
+        (vec!["/usr/bin/gcc", "-c", "a.c"], vec![("GCC_EXEC_PREFIX", "/tmp/")]),
+    ];
+    let mut p = Peer::connect(worker.addr()).expect("connect");
+    for (argv, env) in &attacks {
+        let mut spec = peer::JobSpec::new(&cc, &d, argv);
+        spec.system_includes("/usr/bin/gcc")
+            .file(&format!("{d}/a.c"), b"int x;\n");
+        spec.job
+            .env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let reply = p.job(&spec.job, &spec.blobs);
+        let JobReply::Rejected(reason) = &reply else {
+            panic!("{argv:?} {env:?} was not refused: {}", reply_summary(&reply));
+        };
+        assert!(
+            reason.contains("not a remote compile") || reason.contains("not allowed"),
+            "{argv:?}: {reason}"
+        );
+    }
+    assert!(!std::path::Path::new(&mark).exists(), "the wrapper ran");
+    legit(&worker);
+}

@@ -5,6 +5,7 @@
 //! the worker's compilers; [`jobroot`] builds and harvests a job's root; [`sandbox`] runs
 //! the compiler inside it; [`server`] speaks the protocol.
 
+pub mod admission;
 pub mod asshim;
 pub mod harvest;
 pub mod inventory;

@@ -480,6 +480,7 @@ impl Worker {
 
     /// Runs a job whose blobs are all in the store.
     async fn run_job(&self, job: JobRequest, mine: &Owned) -> Result<(JobDone, Vec<u8>), String> {
+        crate::admission::check(&job, &self.store).map_err(|e| e.to_string())?;
         let n = self.next_root.fetch_add(1, Ordering::Relaxed);
         let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
         let job = Arc::new(job);

@@ -4,9 +4,9 @@
 
 pub mod builtin;
 pub mod cc1;
+pub use offload_classify::env as envpolicy;
 pub mod content;
 pub mod depfile;
-pub mod envpolicy;
 pub mod fingerprint;
 pub mod oncemap;
 pub mod outputs;

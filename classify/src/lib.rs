@@ -9,10 +9,13 @@
 //! see and writes nothing outside the directories it reports. Anything it does not positively
 //! know is classified [`Classification::Local`].
 //!
-//! This module is pure: it performs no IO. Response files are read through a callback
-//! ([`expand_response_files`]).
+//! This crate is pure: it performs no IO. Response files are read through a callback
+//! ([`expand_response_files`]). The host classifies every intercepted call with it; the
+//! worker admits a job only if the same tables would have sent it ([`admit`]).
 //!
 //! Layout:
+//! - `env`: which environment variables a remote compile gets;
+//! - `admit`: the worker's check of a job's command and environment;
 //! - `table`: the static option tables (gcc, plus a clang overlay) and the prefix-aware lookup;
 //! - `parse`: the single pass over argv that fills a [`Compile`] or finds a [`LocalReason`];
 //! - `lang`: compiler-driver names, file-name suffixes and `-x` languages;
@@ -21,6 +24,8 @@
 //! - `reason`: [`LocalReason`];
 //! - `rsp`: `@file` response files.
 
+pub mod admit;
+pub mod env;
 mod lang;
 mod parse;
 mod paths;
