@@ -1039,7 +1039,11 @@ fn read_status(fd: OwnedFd, init_status: c_int) -> Result<ExitStatus, RunError> 
 /// Runs the compile in the sandbox and collects its output. The status is the compiler's
 /// own; a compiler that cannot be executed is [`RunError::Spawn`].
 pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, RunError> {
-    let layers = *layers();
+    run_with(spec, *layers()).await
+}
+
+/// [`run`] with the given layers (each must be available).
+async fn run_with(spec: RunSpec<'_>, layers: Layers) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let Started {
         mut job,
@@ -1383,6 +1387,78 @@ mod tests {
         assert!(pids.iter().all(|&p| p < 10), "{pids:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(&*root.path().to_string_lossy()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_layers_jobs_still_run_and_are_killed() {
+        let root = job_root();
+        let argv: Vec<String> = ["busybox", "sh", "-c", "echo hi; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = run_with(spec_for(root.path(), &argv), Layers::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (text(&out.stdout).as_str(), out.status),
+            ("hi\n", ExitStatus::Code(3))
+        );
+        let argv: Vec<String> = [
+            "busybox",
+            "sh",
+            "-c",
+            "busybox sleep 1066 & busybox sleep 1065",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spec = RunSpec {
+            timeout: Duration::from_millis(300),
+            ..spec_for(root.path(), &argv)
+        };
+        let r = run_with(spec, Layers::default()).await;
+        assert!(matches!(r, Err(RunError::Timeout(_))), "{r:?}");
+        assert!(processes(&["busybox", "sleep", "1066"]).is_empty());
+        assert!(processes(&["busybox", "sleep", "1065"]).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_namespace_maps_the_job_user() {
+        // SAFETY: cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let root = job_root();
+        let argv: Vec<String> = ["busybox", "sh", "-c", "busybox id -u; busybox id -g"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let spec = RunSpec {
+            user: Some(JobUser {
+                uid: 65534,
+                gid: 65534,
+            }),
+            ..spec_for(root.path(), &argv)
+        };
+        let layers = Layers {
+            user: true,
+            ..*layers()
+        };
+        let out = run_with(spec, layers).await.unwrap();
+        assert_eq!(text(&out.stdout), "65534\n65534\n", "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_run_kills_the_job() {
+        let root = job_root();
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            sh(root.path(), "busybox sleep 1055"),
+        )
+        .await;
+        assert!(r.is_err());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(processes(&["busybox", "sleep", "1055"]).is_empty());
     }
 
     fn median(mut v: Vec<Duration>) -> Duration {
