@@ -1083,15 +1083,31 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
 
-    /// A job root holding only a static busybox (and `/mnt`, `/tmp`).
+    /// One copy of busybox for every test, hard-linked into each root: a copy made while
+    /// another test clones a job would be held open for writing by that child for a moment,
+    /// and executing it would fail with ETXTBSY.
+    fn busybox() -> &'static Path {
+        static COPY: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let dir = COPY.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+                .expect("busybox-static at /bin/busybox (apt-get install busybox-static)");
+            dir
+        });
+        Box::leak(dir.path().join("busybox").into_boxed_path())
+    }
+
+    /// A job root holding only busybox (and `/mnt`, `/tmp`, an empty `/dev/null`).
     fn job_root() -> tempfile::TempDir {
+        let busybox = busybox();
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        for d in ["bin", "mnt", "tmp"] {
+        for d in ["bin", "dev", "mnt", "tmp"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        std::fs::copy("/bin/busybox", dir.path().join("bin/busybox"))
-            .expect("busybox-static at /bin/busybox (apt-get install busybox-static)");
+        // ash gives background jobs /dev/null as stdin; a plain empty file does.
+        std::fs::write(dir.path().join("dev/null"), "").unwrap();
+        std::fs::hard_link(busybox, dir.path().join("bin/busybox")).unwrap();
         dir
     }
 
@@ -1145,6 +1161,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn probe_finds_every_layer_as_root() {
+        let _ = busybox();
         let l = layers();
         eprintln!("{l}");
         assert!(l.to_string().starts_with("sandbox: "));
@@ -1221,7 +1238,8 @@ mod tests {
         let root = job_root();
         let out = sh(
             root.path(),
-            "busybox setsid busybox sleep 1037 >&- 2>&- & echo started",
+            // The pause lets the daemon start before the job ends.
+            "busybox setsid busybox sleep 1037 >&- 2>&- & busybox sleep 0.3; echo started",
         )
         .await
         .unwrap();
@@ -1418,8 +1436,14 @@ mod tests {
         };
         let r = run_with(spec, Layers::default()).await;
         assert!(matches!(r, Err(RunError::Timeout(_))), "{r:?}");
-        assert!(processes(&["busybox", "sleep", "1066"]).is_empty());
-        assert!(processes(&["busybox", "sleep", "1065"]).is_empty());
+        // Without a PID namespace nothing waits for the killed group to be gone.
+        let t = Instant::now();
+        while !(processes(&["busybox", "sleep", "1066"]).is_empty()
+            && processes(&["busybox", "sleep", "1065"]).is_empty())
+        {
+            assert!(t.elapsed() < Duration::from_secs(2), "the job survived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
