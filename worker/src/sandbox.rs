@@ -1,16 +1,78 @@
-//! Runs one compile inside its job root: `chroot`, then the host's working directory, then
-//! an unprivileged user, in a process group of its own that is killed on timeout.
+//! Runs one compile inside its job root, in a sandbox of independent layers. Each layer is
+//! probed once ([`Layers::probe`]); one the kernel refuses (no `CAP_SYS_ADMIN` in a
+//! container, qemu-user, …) is left out and reported missing, the others still apply.
+//!
+//! - Namespaces: mount (`/` made private before the `chroot`), PID (a small init is PID 1
+//!   and the compiler PID 2; when init exits the kernel kills everything the job left),
+//!   network (a loopback interface only, left down), IPC and UTS (hostname `offload-job`).
+//!   A user namespace only when the worker is not root or plain namespaces are refused.
+//!   A fresh `/proc` only when the job root already has a `/proc` directory.
+//! - The compiler: `chroot`, the host's working directory, an unprivileged user,
+//!   `PR_SET_NO_NEW_PRIVS`, rlimits ([`RLIMITS`] and CPU = timeout + 1 s), no descriptor
+//!   but 0–2, and a seccomp deny-list ([`DENIED_SYSCALLS`] fail with `EPERM`).
+//! - The worker: a wall-clock timeout and [`OUTPUT_LIMIT`] per stream; either kills the job.
+//!
+//! Deliberately absent: cgroups (memory and CPU are bounded by rlimits only), an
+//! allow-list seccomp policy, a `/dev`, and any network interface but a down loopback.
+//! Without the PID layer leftovers are killed by process group only (`setsid` escapes).
+//!
+//! Between `clone` and `execve` the children make raw system calls only, on memory
+//! prepared before the `clone` (the worker is multithreaded: no allocation, no locks, and
+//! no glibc `setuid`, whose all-threads broadcast would act on threads the child lacks).
 
-use std::ffi::CString;
+use std::ffi::{CString, c_int, c_uint};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use offload_shared::protocol::ExitStatus;
+use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
 
 use crate::jobroot::JobUser;
+
+/// The most either output stream may hold; more kills the job.
+pub const OUTPUT_LIMIT: u64 = 16 << 20;
+
+/// System calls the compiler's seccomp filter makes fail with `EPERM`.
+pub const DENIED_SYSCALLS: &[(&str, libc::c_long)] = &[
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("personality", libc::SYS_personality),
+];
+
+/// Resource limits of the compiler besides `RLIMIT_CPU`: (resource, soft = hard limit).
+pub const RLIMITS: [(c_int, u64); 5] = [
+    (libc::RLIMIT_AS as c_int, 8 << 30),
+    (libc::RLIMIT_FSIZE as c_int, 1 << 30),
+    (libc::RLIMIT_NPROC as c_int, 256),
+    (libc::RLIMIT_CORE as c_int, 0),
+    (libc::RLIMIT_NOFILE as c_int, 4096),
+];
+
+/// The hostname a job sees.
+const HOSTNAME: &[u8] = b"offload-job";
 
 /// What a compile did.
 #[derive(Debug)]
@@ -31,15 +93,24 @@ pub enum RunError {
     /// A string with a NUL byte.
     #[error("argument or path contains a NUL byte")]
     Nul,
-    /// Spawning failed.
+    /// Spawning failed: the sandbox could not be set up, or the compiler could not be
+    /// executed (a missing program is `ErrorKind::NotFound`, never an exit code 127).
     #[error("cannot start the compiler: {0}")]
-    Spawn(std::io::Error),
+    Spawn(io::Error),
     /// It ran too long and was killed.
     #[error("the compile ran longer than {0:?} and was killed")]
     Timeout(Duration),
+    /// It wrote more than the limit to one stream and was killed.
+    #[error("the compile wrote more than {limit} bytes to {stream} and was killed")]
+    OutputTooLarge {
+        /// `"stdout"` or `"stderr"`.
+        stream: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Waiting failed.
     #[error("waiting for the compiler: {0}")]
-    Wait(std::io::Error),
+    Wait(io::Error),
 }
 
 /// One compile to run.
@@ -61,69 +132,943 @@ pub struct RunSpec<'a> {
     pub timeout: Duration,
 }
 
-/// Runs the compile and collects its output.
-pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, RunError> {
-    let root = CString::new(spec.root.as_os_str().as_bytes()).map_err(|_| RunError::Nul)?;
-    let cwd = CString::new(spec.cwd).map_err(|_| RunError::Nul)?;
-    let mut cmd = std::process::Command::new(spec.program);
-    if let Some(arg0) = spec.argv.first() {
-        cmd.arg0(arg0);
+/// Which sandbox layers this worker applies, as found by [`Layers::probe`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layers {
+    /// A mount namespace with `/` private.
+    pub mount: bool,
+    /// A PID namespace.
+    pub pid: bool,
+    /// A network namespace.
+    pub net: bool,
+    /// An IPC namespace.
+    pub ipc: bool,
+    /// A UTS namespace.
+    pub uts: bool,
+    /// A user namespace (used only when the others need one: not root, or refused).
+    pub user: bool,
+    /// The seccomp deny-list.
+    pub seccomp: bool,
+}
+
+/// What a probe child checks besides the `clone` itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    None,
+    MountPrivate,
+    Seccomp,
+}
+
+const NAMESPACES: [(&str, c_int, Check); 5] = [
+    ("mount", libc::CLONE_NEWNS, Check::MountPrivate),
+    ("pid", libc::CLONE_NEWPID, Check::None),
+    ("net", libc::CLONE_NEWNET, Check::None),
+    ("ipc", libc::CLONE_NEWIPC, Check::None),
+    ("uts", libc::CLONE_NEWUTS, Check::None),
+];
+
+impl Layers {
+    fn named(&self) -> [(&'static str, bool); 7] {
+        [
+            ("mount", self.mount),
+            ("pid", self.pid),
+            ("net", self.net),
+            ("ipc", self.ipc),
+            ("uts", self.uts),
+            ("user", self.user),
+            ("seccomp", self.seccomp),
+        ]
     }
-    cmd.args(spec.argv.iter().skip(1))
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let user = spec.user;
-    // SAFETY: only async-signal-safe calls (chroot, chdir, setpgid, setgroups, setgid,
-    // setuid) between fork and exec, on memory prepared before the fork.
+
+    /// The layers in effect.
+    pub fn present(&self) -> Vec<&'static str> {
+        self.named()
+            .into_iter()
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect()
+    }
+
+    /// The layers not in effect (`user` too when the worker, being root, needs none).
+    pub fn missing(&self) -> Vec<&'static str> {
+        self.named()
+            .into_iter()
+            .filter_map(|(n, on)| (!on).then_some(n))
+            .collect()
+    }
+
+    fn set(&mut self, name: &str) {
+        match name {
+            "mount" => self.mount = true,
+            "pid" => self.pid = true,
+            "net" => self.net = true,
+            "ipc" => self.ipc = true,
+            "uts" => self.uts = true,
+            _ => {}
+        }
+    }
+
+    fn clone_flags(&self) -> c_int {
+        let mut f = 0;
+        for (on, flag) in [
+            (self.mount, libc::CLONE_NEWNS),
+            (self.pid, libc::CLONE_NEWPID),
+            (self.net, libc::CLONE_NEWNET),
+            (self.ipc, libc::CLONE_NEWIPC),
+            (self.uts, libc::CLONE_NEWUTS),
+            (self.user, libc::CLONE_NEWUSER),
+        ] {
+            if on {
+                f |= flag;
+            }
+        }
+        f
+    }
+
+    /// Tries each layer once in a throwaway child. Namespaces refused with the worker's own
+    /// privileges are tried again inside a new user namespace.
+    pub fn probe() -> Layers {
+        let mut layers = Layers::default();
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mut refused = Vec::new();
+        for (name, flag, check) in NAMESPACES {
+            match probe_clone(flag, check) {
+                Ok(()) => layers.set(name),
+                Err(e) => {
+                    tracing::debug!("sandbox probe: {name} namespace: {e}");
+                    refused.push((name, flag, check));
+                }
+            }
+        }
+        if !refused.is_empty() && (!root || probe_clone(libc::CLONE_NEWUSER, Check::None).is_ok()) {
+            for (name, flag, check) in refused {
+                match probe_clone(libc::CLONE_NEWUSER | flag, check) {
+                    Ok(()) => {
+                        layers.set(name);
+                        layers.user = true;
+                    }
+                    Err(e) => tracing::debug!("sandbox probe: {name} in a user namespace: {e}"),
+                }
+            }
+        }
+        layers.seccomp = seccomp_program().is_some()
+            && match probe_clone(0, Check::Seccomp) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!("sandbox probe: seccomp: {e}");
+                    false
+                }
+            };
+        layers
+    }
+}
+
+impl fmt::Display for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let present = self.present();
+        let missing = self.missing();
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".into()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "sandbox: {}; missing: {}",
+            list(&present),
+            list(&missing)
+        )
+    }
+}
+
+/// The layers [`run`] applies, probed on first use and logged then.
+pub fn layers() -> &'static Layers {
+    static LAYERS: OnceLock<Layers> = OnceLock::new();
+    LAYERS.get_or_init(|| {
+        let l = Layers::probe();
+        tracing::info!("{l}");
+        l
+    })
+}
+
+/// `clone(2)` used as `fork(2)`, with namespace flags: the child is in the new namespaces
+/// from its first instruction (PID 1 of a new PID namespace).
+///
+/// # Safety
+/// The child shares no lock state with the other threads of the parent: it must make only
+/// raw system calls on memory prepared before, and end with `_exit`.
+unsafe fn clone_fork(flags: c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: without CLONE_VM and with no new stack the child runs on a copy of the
+    // caller's stack, exactly as after fork(2); flags, stack, and three null pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+fn errno() -> c_int {
+    // SAFETY: the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Clones a child with `flags` that performs `check` and exits with 0 or the errno.
+fn probe_clone(flags: c_int, check: Check) -> io::Result<()> {
+    let program = seccomp_program();
+    let fprog = program.map(|p| libc::sock_fprog {
+        len: p.len() as u16,
+        filter: p.as_ptr().cast_mut(),
+    });
+    // SAFETY: the child makes raw system calls on prepared memory and calls _exit.
+    let pid = unsafe { clone_fork(flags)? };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            let ok = match check {
+                Check::None => true,
+                Check::MountPrivate => {
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) == 0
+                }
+                Check::Seccomp => match &fprog {
+                    Some(p) => {
+                        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                            && libc::syscall(
+                                libc::SYS_seccomp,
+                                libc::SECCOMP_SET_MODE_FILTER,
+                                0,
+                                p as *const libc::sock_fprog,
+                            ) == 0
+                    }
+                    None => false,
+                },
+            };
+            libc::_exit(if ok { 0 } else { errno().clamp(1, 255) });
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: reaps our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if errno() != libc::EINTR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, e) => Err(io::Error::from_raw_os_error(e)),
+        _ => Err(io::Error::other(format!(
+            "probe child ended with {status:#x}"
+        ))),
+    }
+}
+
+/// The deny-list as a classic BPF program, built once.
+fn seccomp_program() -> Option<&'static [libc::sock_filter]> {
+    static PROGRAM: OnceLock<Option<Vec<libc::sock_filter>>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| match build_seccomp_program() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("sandbox: cannot build the seccomp filter: {e}");
+                None
+            }
+        })
+        .as_deref()
+}
+
+fn build_seccomp_program() -> Result<Vec<libc::sock_filter>, seccompiler::Error> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let arch = TargetArch::try_from(std::env::consts::ARCH)?;
+    let rules = DENIED_SYSCALLS
+        .iter()
+        .map(|&(_, nr)| (nr, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
+    let program: BpfProgram = filter.try_into()?;
+    #[allow(unused_mut)]
+    let mut out: Vec<libc::sock_filter> = program
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    // The x32 ABI numbers syscalls from 0x4000_0000 under the x86_64 audit arch: refuse
+    // them all after the arch check (the first three instructions), or they bypass the list.
+    #[cfg(target_arch = "x86_64")]
+    if out.len() >= 3 {
+        let stmt = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let check = [
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: 0x4000_0000,
+            },
+            stmt(
+                libc::BPF_RET | libc::BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
+        ];
+        out.splice(3..3, check);
+    }
+    Ok(out)
+}
+
+// Steps a child reports failing, with the errno.
+const ST_STDIO: u32 = 0;
+const ST_USERNS: u32 = 1;
+const ST_PRIVATE: u32 = 2;
+const ST_PROC: u32 = 3;
+const ST_HOSTNAME: u32 = 4;
+const ST_PIPE: u32 = 5;
+const ST_FORK: u32 = 6;
+const ST_WAIT: u32 = 7;
+const ST_CHROOT: u32 = 8;
+const ST_CHDIR: u32 = 9;
+const ST_SETGROUPS: u32 = 10;
+const ST_SETGID: u32 = 11;
+const ST_SETUID: u32 = 12;
+const ST_NO_NEW_PRIVS: u32 = 13;
+const ST_RLIMIT: u32 = 14;
+const ST_EXEC: u32 = 15;
+const STAGES: [&str; 16] = [
+    "stdio",
+    "user namespace",
+    "private /",
+    "mounting /proc",
+    "hostname",
+    "pipe",
+    "fork",
+    "wait",
+    "chroot",
+    "chdir to the working directory",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "no_new_privs",
+    "rlimit",
+    "exec",
+];
+
+// What init reports on the status pipe: tag, then two values.
+const TAG_CODE: u32 = 1;
+const TAG_SIGNAL: u32 = 2;
+const TAG_FAILED: u32 = 3;
+
+/// Everything the children use, prepared before the `clone`.
+struct Prepared {
+    layers: Layers,
+    root: CString,
+    cwd: CString,
+    program: CString,
+    _argv: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    _env: Vec<CString>,
+    env: Vec<*const libc::c_char>,
+    proc_dir: Option<CString>,
+    user: Option<JobUser>,
+    cpu_secs: u64,
+    seccomp: Option<libc::sock_fprog>,
+    devnull: RawFd,
+    out_w: RawFd,
+    err_w: RawFd,
+    status_w: RawFd,
+    sync_r: RawFd,
+    /// Descriptors init keeps besides 0–2, ascending, -1 for none.
+    init_keeps: [RawFd; 2],
+}
+
+/// A running job: its init (PID 1 of the job, or the job's process-group leader).
+struct Job {
+    pid: libc::pid_t,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    reaped: bool,
+}
+
+impl Job {
+    /// Waits for init to exit and reaps it: by then every process of its PID namespace is
+    /// gone.
+    async fn wait(&mut self) -> io::Result<c_int> {
+        loop {
+            let mut status = 0;
+            // SAFETY: polls our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if r == self.pid {
+                self.reaped = true;
+                return Ok(status);
+            }
+            if r < 0 && errno() != libc::EINTR {
+                return Err(io::Error::last_os_error());
+            }
+            match &self.pidfd {
+                // A pidfd turns readable when the process exits, and stays so.
+                Some(fd) => drop(fd.readable().await?),
+                None => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+
+    fn kill(&self) {
+        if !self.reaped {
+            // SAFETY: plain syscalls on our unreaped child (its pid cannot be reused) and
+            // the process group it made.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::killpg(self.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    async fn kill_and_reap(&mut self) {
+        self.kill();
+        if let Err(e) = self.wait().await {
+            tracing::warn!("sandbox: reaping a killed job: {e}");
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let pid = self.pid;
+            // A cancelled run: reap off the executor.
+            std::thread::spawn(move || {
+                let mut status = 0;
+                // SAFETY: reaps our own child.
+                while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
+            });
+        }
+    }
+}
+
+fn cstr(s: &[u8]) -> Result<CString, RunError> {
+    CString::new(s).map_err(|_| RunError::Nul)
+}
+
+/// A pipe with both ends close-on-exec and above the standard descriptors.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new descriptors we own.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: duplicates a descriptor we own.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// The parent's ends of a started job.
+struct Started {
+    job: Job,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    status: OwnedFd,
+}
+
+/// Prepares everything, clones init, and (with a user namespace) writes its id maps.
+/// Synchronous, so no raw pointer lives across an `.await`.
+fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let proc_path = spec.root.join("proc");
+    let proc_dir = if layers.mount
+        && layers.pid
+        && std::fs::symlink_metadata(&proc_path).is_ok_and(|m| m.is_dir())
+    {
+        Some(cstr(proc_path.as_os_str().as_bytes())?)
+    } else {
+        None
+    };
+    let spawn = RunError::Spawn;
+    let devnull =
+        above_stdio(std::fs::File::open("/dev/null").map_err(spawn)?.into()).map_err(spawn)?;
+    let (out_r, out_w) = pipe().map_err(spawn)?;
+    let (err_r, err_w) = pipe().map_err(spawn)?;
+    let (status_r, status_w) = pipe().map_err(spawn)?;
+    let sync = if layers.user {
+        Some(pipe().map_err(spawn)?)
+    } else {
+        None
+    };
+    let sync_r = sync.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
+    let mut init_keeps = [status_w.as_raw_fd(), sync_r];
+    init_keeps.sort_unstable();
+    let argv_ptrs = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env_ptrs = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let seccomp = if layers.seccomp {
+        seccomp_program().map(|p| libc::sock_fprog {
+            len: p.len() as u16,
+            filter: p.as_ptr().cast_mut(),
+        })
+    } else {
+        None
+    };
+    let p = Prepared {
+        layers,
+        root: cstr(spec.root.as_os_str().as_bytes())?,
+        cwd: cstr(spec.cwd.as_bytes())?,
+        program: cstr(spec.program.as_bytes())?,
+        _argv: argv,
+        argv: argv_ptrs,
+        _env: env,
+        env: env_ptrs,
+        proc_dir,
+        user: spec.user,
+        cpu_secs: spec.timeout.as_secs() + u64::from(spec.timeout.subsec_nanos() > 0) + 1,
+        seccomp,
+        devnull: devnull.as_raw_fd(),
+        out_w: out_w.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        status_w: status_w.as_raw_fd(),
+        sync_r,
+        init_keeps,
+    };
+    // SAFETY: the child runs init_main, which makes raw syscalls on `p` and never returns.
+    let pid = unsafe { clone_fork(layers.clone_flags()) }.map_err(spawn)?;
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe { init_main(&p) }
+    }
+    drop((devnull, out_w, err_w, status_w));
+    // SAFETY: pidfd_open on our own unreaped child.
+    let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+        n if n >= 0 => {
+            // SAFETY: a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(n as RawFd) };
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open until it is dropped.
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+        }
+        _ => None,
+    };
+    let job = Job {
+        pid,
+        pidfd,
+        reaped: false,
+    };
+    if let Some((sync_r, sync_w)) = sync {
+        drop(sync_r);
+        if let Err(e) = write_id_maps(pid, spec.user) {
+            job.kill();
+            return Err(RunError::Spawn(io::Error::new(
+                e.kind(),
+                format!("user namespace id maps: {e}"),
+            )));
+        }
+        // Init waits for this byte before anything that needs the maps.
+        let mut f = std::fs::File::from(sync_w);
+        if let Err(e) = io::Write::write_all(&mut f, b"1") {
+            job.kill();
+            return Err(RunError::Spawn(e));
+        }
+    }
+    Ok(Started {
+        job,
+        stdout: out_r,
+        stderr: err_r,
+        status: status_r,
+    })
+}
+
+/// The id maps of a job's user namespace: the worker's own ids, and as root the job user's.
+fn write_id_maps(pid: libc::pid_t, user: Option<JobUser>) -> io::Result<()> {
+    // SAFETY: cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let dir = Path::new("/proc").join(pid.to_string());
+    let (mut uids, mut gids) = (format!("{uid} {uid} 1\n"), format!("{gid} {gid} 1\n"));
+    match user {
+        Some(u) if uid == 0 => {
+            if u.uid != uid {
+                uids.push_str(&format!("{0} {0} 1\n", u.uid));
+            }
+            if u.gid != gid {
+                gids.push_str(&format!("{0} {0} 1\n", u.gid));
+            }
+        }
+        _ if uid != 0 => std::fs::write(dir.join("setgroups"), "deny")?,
+        _ => {}
+    }
+    std::fs::write(dir.join("uid_map"), uids)?;
+    std::fs::write(dir.join("gid_map"), gids)
+}
+
+/// Closes every descriptor from 3 up except `keep` (ascending; negative entries ignored).
+unsafe fn close_except(keep: &[RawFd]) {
+    let mut lo: c_uint = 3;
+    for &k in keep {
+        if k < 3 {
+            continue;
+        }
+        let k = k as c_uint;
+        if k > lo {
+            // SAFETY: forwarded.
+            unsafe { close_range(lo, k - 1) };
+        }
+        lo = k + 1;
+    }
+    // SAFETY: forwarded.
+    unsafe { close_range(lo, c_uint::MAX) };
+}
+
+unsafe fn close_range(lo: c_uint, hi: c_uint) {
+    // SAFETY: raw syscalls on descriptors of this process.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0
-                || libc::chroot(root.as_ptr()) != 0
-                || libc::chdir(cwd.as_ptr()) != 0
-            {
-                return Err(std::io::Error::last_os_error());
+        if libc::syscall(libc::SYS_close_range, lo, hi, 0) == 0 {
+            return;
+        }
+        // Before Linux 5.9: one by one, up to the descriptor limit.
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        let end = rl.rlim_cur.min(u64::from(hi) + 1).min(1 << 20);
+        let mut fd = u64::from(lo);
+        while fd < end {
+            libc::close(fd as c_int);
+            fd += 1;
+        }
+    }
+}
+
+/// Writes a 12-byte report to `fd`.
+unsafe fn report(fd: RawFd, tag: u32, a: i32, b: i32) {
+    let mut msg = [0u8; 12];
+    let (t, rest) = msg.split_at_mut(4);
+    let (x, y) = rest.split_at_mut(4);
+    t.copy_from_slice(&tag.to_ne_bytes());
+    x.copy_from_slice(&a.to_ne_bytes());
+    y.copy_from_slice(&b.to_ne_bytes());
+    // SAFETY: writes our buffer.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Init reports a failed step and exits.
+unsafe fn init_fail(p: &Prepared, stage: u32) -> ! {
+    let e = errno();
+    // SAFETY: raw syscalls.
+    unsafe {
+        report(p.status_w, TAG_FAILED, stage as i32, e);
+        libc::_exit(1)
+    }
+}
+
+/// PID 1 of the job: sets up the namespaces, starts the compiler, reaps every process until
+/// the compiler ends, reports its status, and exits (which ends the PID namespace).
+unsafe fn init_main(p: &Prepared) -> ! {
+    // SAFETY: raw syscalls on memory prepared before the clone; see the module doc.
+    unsafe {
+        if libc::dup2(p.devnull, 0) < 0 || libc::dup2(p.out_w, 1) < 0 || libc::dup2(p.err_w, 2) < 0
+        {
+            init_fail(p, ST_STDIO);
+        }
+        // Other jobs' pipes and the worker's sockets, inherited by the clone.
+        close_except(&p.init_keeps);
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if p.layers.user {
+            let mut b = 0u8;
+            if libc::read(p.sync_r, (&raw mut b).cast(), 1) != 1 {
+                init_fail(p, ST_USERNS);
             }
-            if let Some(u) = user
-                && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(u.gid) != 0
-                    || libc::setuid(u.uid) != 0)
-            {
-                return Err(std::io::Error::last_os_error());
+            libc::close(p.sync_r);
+        }
+        if p.layers.mount
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+        {
+            init_fail(p, ST_PRIVATE);
+        }
+        if let Some(dir) = &p.proc_dir
+            && libc::mount(
+                c"proc".as_ptr(),
+                dir.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ) != 0
+        {
+            init_fail(p, ST_PROC);
+        }
+        if p.layers.uts && libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()) != 0 {
+            init_fail(p, ST_HOSTNAME);
+        }
+        let mut ep = [0; 2];
+        if libc::pipe2(ep.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            init_fail(p, ST_PIPE);
+        }
+        let child = match clone_fork(0) {
+            Ok(0) => {
+                libc::close(ep[0]);
+                compiler_main(p, ep[1])
             }
-            Ok(())
+            Ok(pid) => pid,
+            Err(_) => init_fail(p, ST_FORK),
+        };
+        libc::close(ep[1]);
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(-1, &mut status, 0);
+            if r == child {
+                break;
+            }
+            if r < 0 && errno() != libc::EINTR {
+                init_fail(p, ST_WAIT);
+            }
+        }
+        let mut msg = [0u8; 8];
+        let n = libc::read(ep[0], msg.as_mut_ptr().cast(), msg.len());
+        if n == 8 {
+            let stage = i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+            let e = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+            report(p.status_w, TAG_FAILED, stage, e);
+        } else if libc::WIFSIGNALED(status) {
+            report(p.status_w, TAG_SIGNAL, libc::WTERMSIG(status), 0);
+        } else {
+            report(p.status_w, TAG_CODE, libc::WEXITSTATUS(status), 0);
+        }
+        if !p.layers.pid {
+            // No PID namespace to end: the job's process group, init included.
+            libc::kill(0, libc::SIGKILL);
+        }
+        libc::_exit(0)
+    }
+}
+
+/// The compiler reports a failed step to init and exits.
+unsafe fn compiler_fail(fd: RawFd, stage: u32) -> ! {
+    let e = errno();
+    let mut msg = [0u8; 8];
+    let (s, x) = msg.split_at_mut(4);
+    s.copy_from_slice(&stage.to_ne_bytes());
+    x.copy_from_slice(&e.to_ne_bytes());
+    // SAFETY: raw syscalls.
+    unsafe {
+        libc::write(fd, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// PID 2: confines itself and executes the compiler.
+unsafe fn compiler_main(p: &Prepared, err_w: RawFd) -> ! {
+    // SAFETY: raw syscalls on memory prepared before the clone; see the module doc.
+    unsafe {
+        if libc::chroot(p.root.as_ptr()) != 0 {
+            compiler_fail(err_w, ST_CHROOT);
+        }
+        if libc::chdir(p.cwd.as_ptr()) != 0 {
+            compiler_fail(err_w, ST_CHDIR);
+        }
+        if let Some(u) = p.user {
+            // Raw syscalls: glibc's wrappers would signal the worker's other threads.
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 {
+                compiler_fail(err_w, ST_SETGROUPS);
+            }
+            if libc::syscall(libc::SYS_setgid, u.gid) != 0 {
+                compiler_fail(err_w, ST_SETGID);
+            }
+            if libc::syscall(libc::SYS_setuid, u.uid) != 0 {
+                compiler_fail(err_w, ST_SETUID);
+            }
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            compiler_fail(err_w, ST_NO_NEW_PRIVS);
+        }
+        close_except(&[err_w]);
+        let cpu = libc::rlimit {
+            rlim_cur: p.cpu_secs,
+            rlim_max: p.cpu_secs,
+        };
+        if libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_CPU,
+            &cpu,
+            std::ptr::null::<libc::rlimit>(),
+        ) != 0
+        {
+            compiler_fail(err_w, ST_RLIMIT);
+        }
+        for (resource, limit) in RLIMITS {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                resource,
+                &rl,
+                std::ptr::null::<libc::rlimit>(),
+            ) != 0
+            {
+                compiler_fail(err_w, ST_RLIMIT);
+            }
+        }
+        if let Some(prog) = &p.seccomp {
+            // Best effort: the probe found it working; a failure only loses the layer.
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                prog as *const libc::sock_fprog,
+            );
+        }
+        libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.env.as_ptr());
+        compiler_fail(err_w, ST_EXEC)
+    }
+}
+
+/// Reads a stream to its end, failing past [`OUTPUT_LIMIT`].
+async fn read_capped(fd: OwnedFd, stream: &'static str) -> Result<Vec<u8>, RunError> {
+    let r = pipe::Receiver::from_owned_fd(fd).map_err(RunError::Wait)?;
+    let mut buf = Vec::new();
+    r.take(OUTPUT_LIMIT + 1)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(RunError::Wait)?;
+    if buf.len() as u64 > OUTPUT_LIMIT {
+        return Err(RunError::OutputTooLarge {
+            stream,
+            limit: OUTPUT_LIMIT,
         });
     }
-    let started = Instant::now();
-    let mut child = tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(RunError::Spawn)?;
-    let pid = child.id();
-    let out = tokio::time::timeout(spec.timeout, async {
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (o, e) = tokio::join!(read_all(stdout), read_all(stderr));
-        let status = child.wait().await;
-        (o, e, status)
-    })
-    .await;
-    let Ok((stdout, stderr, status)) = out else {
-        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: plain syscall; the group is the one the child made for itself.
-            unsafe { libc::killpg(pid, libc::SIGKILL) };
+    Ok(buf)
+}
+
+/// Reads init's report once init is reaped.
+fn read_status(fd: OwnedFd, init_status: c_int) -> Result<ExitStatus, RunError> {
+    let mut msg = [0u8; 12];
+    // SAFETY: reads into our buffer; every writer is gone, so this cannot block.
+    let n = unsafe { libc::read(fd.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
+    if n != 12 {
+        return Err(RunError::Wait(io::Error::other(format!(
+            "the job's init ended ({init_status:#x}) without reporting the compiler's status"
+        ))));
+    }
+    let word = |i: usize| [msg[i], msg[i + 1], msg[i + 2], msg[i + 3]];
+    let tag = u32::from_ne_bytes(word(0));
+    let a = i32::from_ne_bytes(word(4));
+    let b = i32::from_ne_bytes(word(8));
+    match tag {
+        TAG_CODE => Ok(ExitStatus::Code(a)),
+        TAG_SIGNAL => Ok(ExitStatus::Signal(a)),
+        _ => {
+            let e = io::Error::from_raw_os_error(b);
+            let stage = usize::try_from(a)
+                .ok()
+                .and_then(|i| STAGES.get(i))
+                .unwrap_or(&"setup");
+            Err(RunError::Spawn(io::Error::new(
+                e.kind(),
+                format!("{stage}: {e}"),
+            )))
         }
-        return Err(RunError::Timeout(spec.timeout));
+    }
+}
+
+/// Runs the compile in the sandbox and collects its output. The status is the compiler's
+/// own; a compiler that cannot be executed is [`RunError::Spawn`].
+pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, RunError> {
+    run_with(spec, *layers()).await
+}
+
+/// [`run`] with the given layers (each must be available).
+async fn run_with(spec: RunSpec<'_>, layers: Layers) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let Started {
+        mut job,
+        stdout,
+        stderr,
+        status,
+    } = start(&spec, layers)?;
+    let work = async {
+        let (o, e) =
+            tokio::try_join!(read_capped(stdout, "stdout"), read_capped(stderr, "stderr"))?;
+        let s = job.wait().await.map_err(RunError::Wait)?;
+        Ok::<_, RunError>((o, e, s))
     };
-    let status = status.map_err(RunError::Wait)?;
-    use std::os::unix::process::ExitStatusExt;
-    let status = match (status.code(), status.signal()) {
-        (Some(c), _) => ExitStatus::Code(c),
-        (None, Some(s)) => ExitStatus::Signal(s),
-        (None, None) => ExitStatus::Code(-1),
+    let done = match tokio::time::timeout(spec.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(RunError::Timeout(spec.timeout)),
     };
+    let (stdout, stderr, init_status) = match done {
+        Ok(d) => d,
+        Err(e) => {
+            job.kill_and_reap().await;
+            return Err(e);
+        }
+    };
+    let status = read_status(status, init_status)?;
     Ok(RunOutcome {
         status,
         stdout,
@@ -132,11 +1077,459 @@ pub async fn run(spec: RunSpec<'_>) -> Result<RunOutcome, RunError> {
     })
 }
 
-async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    if let Some(mut r) = r {
-        let _ = r.read_to_end(&mut buf).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    /// One copy of busybox for every test, hard-linked into each root: a copy made while
+    /// another test clones a job would be held open for writing by that child for a moment,
+    /// and executing it would fail with ETXTBSY.
+    fn busybox() -> &'static Path {
+        static COPY: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let dir = COPY.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+                .expect("busybox-static at /bin/busybox (apt-get install busybox-static)");
+            dir
+        });
+        Box::leak(dir.path().join("busybox").into_boxed_path())
     }
-    buf
+
+    /// A job root holding only busybox (and `/mnt`, `/tmp`, an empty `/dev/null`).
+    fn job_root() -> tempfile::TempDir {
+        let busybox = busybox();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["bin", "dev", "mnt", "tmp"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        // ash gives background jobs /dev/null as stdin; a plain empty file does.
+        std::fs::write(dir.path().join("dev/null"), "").unwrap();
+        std::fs::hard_link(busybox, dir.path().join("bin/busybox")).unwrap();
+        dir
+    }
+
+    async fn run_in(
+        root: &Path,
+        argv: &[&str],
+        user: Option<JobUser>,
+        timeout: Duration,
+    ) -> Result<RunOutcome, RunError> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let env = [("PATH".to_string(), "/bin".to_string())];
+        run(RunSpec {
+            root,
+            argv: &argv,
+            program: "/bin/busybox",
+            cwd: "/",
+            env: &env,
+            user,
+            timeout,
+        })
+        .await
+    }
+
+    async fn sh(root: &Path, script: &str) -> Result<RunOutcome, RunError> {
+        run_in(
+            root,
+            &["busybox", "sh", "-c", script],
+            None,
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// Host processes whose command line is exactly `argv`.
+    fn processes(argv: &[&str]) -> Vec<String> {
+        let want: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probe_finds_every_layer_as_root() {
+        let _ = busybox();
+        let l = layers();
+        eprintln!("{l}");
+        assert!(l.to_string().starts_with("sandbox: "));
+        // SAFETY: cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(l.missing(), ["user"], "{l}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_and_status_pass_through() {
+        let root = job_root();
+        let out = sh(root.path(), "echo out; echo err >&2; exit 7")
+            .await
+            .unwrap();
+        assert_eq!(text(&out.stdout), "out\n");
+        assert_eq!(text(&out.stderr), "err\n");
+        assert_eq!(out.status, ExitStatus::Code(7));
+        let out = sh(root.path(), "kill -9 $$").await.unwrap();
+        assert_eq!(out.status, ExitStatus::Signal(9));
+        let out = sh(root.path(), "exit 0").await.unwrap();
+        assert_eq!(out.status, ExitStatus::Code(0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_compiler_is_a_spawn_error() {
+        let root = job_root();
+        let argv = vec!["cc".to_string()];
+        let err = run(RunSpec {
+            root: root.path(),
+            argv: &argv,
+            program: "/bin/no-such-compiler",
+            cwd: "/",
+            env: &[],
+            user: None,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap_err();
+        match err {
+            RunError::Spawn(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}"),
+            e => panic!("expected Spawn, got {e}"),
+        }
+    }
+
+    fn spec_for<'a>(root: &'a Path, argv: &'a [String]) -> RunSpec<'a> {
+        RunSpec {
+            root,
+            argv,
+            program: "/bin/busybox",
+            cwd: "/",
+            env: &[],
+            user: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_working_directory_is_a_spawn_error() {
+        let root = job_root();
+        let argv = vec!["true".to_string()];
+        let spec = RunSpec {
+            cwd: "/no-such-dir",
+            ..spec_for(root.path(), &argv)
+        };
+        match run(spec).await {
+            Err(RunError::Spawn(e)) => assert!(e.to_string().contains("chdir"), "{e}"),
+            r => panic!("expected Spawn, got {r:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemonized_grandchild_dies_with_the_job() {
+        let root = job_root();
+        let out = sh(
+            root.path(),
+            // The pause lets the daemon start before the job ends.
+            "busybox setsid busybox sleep 1037 >&- 2>&- & busybox sleep 0.3; echo started",
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(&out.stdout), "started\n");
+        assert!(out.elapsed < Duration::from_secs(5));
+        assert_eq!(
+            processes(&["busybox", "sleep", "1037"]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_never_ends_times_out() {
+        let root = job_root();
+        let t = Instant::now();
+        let r = run_in(
+            root.path(),
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "busybox sleep 1099 & busybox sleep 1098",
+            ],
+            None,
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(matches!(r, Err(RunError::Timeout(_))), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(processes(&["busybox", "sleep", "1099"]).is_empty());
+        assert!(processes(&["busybox", "sleep", "1098"]).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_beyond_the_limit_is_refused() {
+        let root = job_root();
+        for (script, stream) in [
+            ("busybox yes | busybox head -c 20971520", "stdout"),
+            ("busybox yes | busybox head -c 20971520 >&2", "stderr"),
+        ] {
+            match sh(root.path(), script).await {
+                Err(RunError::OutputTooLarge { stream: s, limit }) => {
+                    assert_eq!((s, limit), (stream, OUTPUT_LIMIT));
+                }
+                r => panic!("expected OutputTooLarge, got {r:?}"),
+            }
+        }
+        // Just under the limit is fine.
+        let out = sh(root.path(), "busybox yes | busybox head -c 16777216")
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.len() as u64, OUTPUT_LIMIT);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_network_is_only_a_loopback() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = job_root();
+        let out = sh(
+            root.path(),
+            &format!("busybox nc -w 2 127.0.0.1 {port} && echo connected"),
+        )
+        .await
+        .unwrap();
+        assert!(!text(&out.stdout).contains("connected"), "{out:?}");
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "the job reached the test's listener: {accepted:?}"
+        );
+        let out = sh(root.path(), "busybox ip -o link").await.unwrap();
+        let links: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+            .collect();
+        assert_eq!(links, ["lo"], "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inherited_descriptor_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "the secret\n").unwrap();
+        let path = CString::new(secret.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain syscalls; 987 is left open without close-on-exec on purpose.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0);
+        assert_eq!(unsafe { libc::dup2(fd, 987) }, 987);
+        unsafe { libc::close(fd) };
+        let root = job_root();
+        let out = sh(root.path(), "busybox cat <&987").await;
+        // SAFETY: ours.
+        unsafe { libc::close(987) };
+        let out = out.unwrap();
+        assert!(!text(&out.stdout).contains("secret"), "{out:?}");
+        assert_ne!(out.status, ExitStatus::Code(0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hostname_is_the_jobs() {
+        let root = job_root();
+        let out = sh(root.path(), "busybox hostname").await.unwrap();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_ne!(text(&out.stdout).trim(), host.trim());
+        assert_eq!(text(&out.stdout), "offload-job\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn denied_syscalls_fail_with_eperm() {
+        let root = job_root();
+        let out = sh(root.path(), "busybox mount -t tmpfs none /mnt; echo rc=$?")
+            .await
+            .unwrap();
+        assert!(text(&out.stdout).ends_with("rc=1\n"), "{out:?}");
+        // busybox words EPERM so.
+        assert!(text(&out.stderr).contains("permission denied"), "{out:?}");
+        let out = sh(root.path(), "busybox unshare -n busybox true; echo rc=$?")
+            .await
+            .unwrap();
+        assert!(!text(&out.stdout).ends_with("rc=0\n"), "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limits_and_the_user_apply() {
+        let root = job_root();
+        let out = run_in(
+            root.path(),
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "ulimit -n; ulimit -c; ulimit -t; busybox id -u; busybox id -g",
+            ],
+            Some(JobUser {
+                uid: 65534,
+                gid: 65534,
+            }),
+            Duration::from_secs(9),
+        )
+        .await
+        .unwrap();
+        assert_eq!(text(&out.stdout), "4096\n0\n10\n65534\n65534\n", "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proc_is_the_jobs_own_and_only_where_asked_for() {
+        let root = job_root();
+        let out = sh(root.path(), "busybox ls /proc; echo rc=$?")
+            .await
+            .unwrap();
+        assert!(text(&out.stdout).ends_with("rc=1\n"), "{out:?}");
+        assert!(!root.path().join("proc").exists());
+        std::fs::create_dir(root.path().join("proc")).unwrap();
+        let out = sh(root.path(), "busybox ls /proc").await.unwrap();
+        let mut pids: Vec<u32> = text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        pids.sort();
+        assert_eq!(pids.first(), Some(&1), "{out:?}");
+        assert!(pids.iter().all(|&p| p < 10), "{pids:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&*root.path().to_string_lossy()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_layers_jobs_still_run_and_are_killed() {
+        let root = job_root();
+        let argv: Vec<String> = ["busybox", "sh", "-c", "echo hi; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = run_with(spec_for(root.path(), &argv), Layers::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (text(&out.stdout).as_str(), out.status),
+            ("hi\n", ExitStatus::Code(3))
+        );
+        let argv: Vec<String> = [
+            "busybox",
+            "sh",
+            "-c",
+            "busybox sleep 1066 & busybox sleep 1065",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spec = RunSpec {
+            timeout: Duration::from_millis(300),
+            ..spec_for(root.path(), &argv)
+        };
+        let r = run_with(spec, Layers::default()).await;
+        assert!(matches!(r, Err(RunError::Timeout(_))), "{r:?}");
+        // Without a PID namespace nothing waits for the killed group to be gone.
+        let t = Instant::now();
+        while !(processes(&["busybox", "sleep", "1066"]).is_empty()
+            && processes(&["busybox", "sleep", "1065"]).is_empty())
+        {
+            assert!(t.elapsed() < Duration::from_secs(2), "the job survived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_namespace_maps_the_job_user() {
+        // SAFETY: cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let root = job_root();
+        let argv: Vec<String> = ["busybox", "sh", "-c", "busybox id -u; busybox id -g"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let spec = RunSpec {
+            user: Some(JobUser {
+                uid: 65534,
+                gid: 65534,
+            }),
+            ..spec_for(root.path(), &argv)
+        };
+        let layers = Layers {
+            user: true,
+            ..*layers()
+        };
+        let out = run_with(spec, layers).await.unwrap();
+        assert_eq!(text(&out.stdout), "65534\n65534\n", "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_run_kills_the_job() {
+        let root = job_root();
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            sh(root.path(), "busybox sleep 1055"),
+        )
+        .await;
+        assert!(r.is_err());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(processes(&["busybox", "sleep", "1055"]).is_empty());
+    }
+
+    fn median(mut v: Vec<Duration>) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    /// Per-job cost: `/bin/true` in a minimal root, plain chroot spawn vs the sandbox.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overhead() {
+        let root = job_root();
+        let _ = layers();
+        let n = 200;
+        let mut plain = Vec::new();
+        let root_c = CString::new(root.path().as_os_str().as_bytes()).unwrap();
+        for _ in 0..n {
+            let t = Instant::now();
+            let mut cmd = std::process::Command::new("/bin/busybox");
+            cmd.arg0("true").env_clear();
+            let r = root_c.clone();
+            // SAFETY: chroot and chdir only.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::chroot(r.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let out = tokio::process::Command::from(cmd).output().await.unwrap();
+            assert!(out.status.success());
+            plain.push(t.elapsed());
+        }
+        let mut sandboxed = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = run_in(root.path(), &["true"], None, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(out.status, ExitStatus::Code(0));
+            sandboxed.push(t.elapsed());
+        }
+        let (p, s) = (median(plain), median(sandboxed));
+        eprintln!(
+            "overhead: plain {p:?}, sandboxed {s:?}, difference {:?} (median of {n})",
+            s.saturating_sub(p)
+        );
+        assert!(s.saturating_sub(p) < Duration::from_millis(50));
+    }
 }
