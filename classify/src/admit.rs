@@ -107,35 +107,81 @@ mod tests {
 
     #[test]
     fn ordinary_compiles_are_admitted() {
-        let env = vec![("PATH".into(), "/usr/bin".into()), ("LC_ALL".into(), "C".into())];
-        admit(&s(&["/usr/bin/gcc", "-O2", "-c", "a.c", "-o", "a.o"]), &[], &env, &mut no_files)
-            .unwrap();
-        let cc1 = s(&["/usr/bin/clang", "-cc1", "-triple", "x86_64-pc-linux-gnu", "-O2"]);
-        admit(&s(&["/usr/bin/clang", "-march=native", "-c", "a.c"]), &cc1, &[], &mut no_files)
-            .unwrap();
+        let env = vec![
+            ("PATH".into(), "/usr/bin".into()),
+            ("LC_ALL".into(), "C".into()),
+        ];
+        admit(
+            &s(&["/usr/bin/gcc", "-O2", "-c", "a.c", "-o", "a.o"]),
+            &[],
+            &env,
+            &mut no_files,
+        )
+        .unwrap();
+        let cc1 = s(&[
+            "/usr/bin/clang",
+            "-cc1",
+            "-triple",
+            "x86_64-pc-linux-gnu",
+            "-O2",
+        ]);
+        admit(
+            &s(&["/usr/bin/clang", "-march=native", "-c", "a.c"]),
+            &cc1,
+            &[],
+            &mut no_files,
+        )
+        .unwrap();
     }
 
     #[test]
     fn hostile_commands_are_refused() {
-        let table: &[(&[&str], &[&str], &[(&str, &str)])] = &[
+        type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a [(&'a str, &'a str)]);
+        let table: &[Row] = &[
             (&[], &[], &[]),
             (&["/usr/bin/gcc", "-fplugin=/x.so", "-c", "a.c"], &[], &[]),
-            (&["/usr/bin/gcc", "-wrapper", "/bin/sh,-c,id", "-c", "a.c"], &[], &[]),
+            (
+                &["/usr/bin/gcc", "-wrapper", "/bin/sh,-c,id", "-c", "a.c"],
+                &[],
+                &[],
+            ),
             (&["/usr/bin/gcc", "-specs=/x", "-c", "a.c"], &[], &[]),
             (&["/usr/bin/gcc", "-B/tmp", "-c", "a.c"], &[], &[]),
             (&["/usr/bin/gcc", "a.c", "-o", "prog"], &[], &[]),
             (&["/bin/sh", "-c", "id"], &[], &[]),
-            (&["/usr/bin/gcc", "-c", "a.c"], &[], &[("LD_PRELOAD", "/x.so")]),
-            (&["/usr/bin/gcc", "-c", "a.c"], &[], &[("GCC_EXEC_PREFIX", "/x")]),
+            (
+                &["/usr/bin/gcc", "-c", "a.c"],
+                &[],
+                &[("LD_PRELOAD", "/x.so")],
+            ),
+            (
+                &["/usr/bin/gcc", "-c", "a.c"],
+                &[],
+                &[("GCC_EXEC_PREFIX", "/x")],
+            ),
             (&["/usr/bin/gcc", "-c", "a.c"], &[], &[("HOME", "/root")]),
             (&["/usr/bin/gcc", "-c", "@args"], &[], &[]),
-            (&["/usr/bin/clang", "-c", "a.c"], &["/usr/bin/clang", "-cc1", "-load", "/x.so"], &[]),
-            (&["/usr/bin/clang", "-c", "a.c"], &["/usr/bin/clang", "-cc1", "-fpass-plugin=/x.so"], &[]),
-            (&["/usr/bin/clang", "-c", "a.c"], &["/bin/sh", "-c", "id"], &[]),
+            (
+                &["/usr/bin/clang", "-c", "a.c"],
+                &["/usr/bin/clang", "-cc1", "-load", "/x.so"],
+                &[],
+            ),
+            (
+                &["/usr/bin/clang", "-c", "a.c"],
+                &["/usr/bin/clang", "-cc1", "-fpass-plugin=/x.so"],
+                &[],
+            ),
+            (
+                &["/usr/bin/clang", "-c", "a.c"],
+                &["/bin/sh", "-c", "id"],
+                &[],
+            ),
         ];
         for (argv, cc1, env) in table {
-            let env: Vec<(String, String)> =
-                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             assert!(
                 admit(&s(argv), &s(cc1), &env, &mut no_files).is_err(),
                 "{argv:?} {cc1:?} {env:?}"

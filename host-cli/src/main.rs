@@ -59,7 +59,8 @@ enum Command {
         /// Write the bound address to this file once listening.
         #[arg(long)]
         port_file: Option<PathBuf>,
-        /// UID:GID that compiles run as [default: 65534:65534 when started as root].
+        /// UID:GID that compiles of slot 0 run as; slot N's run as UID+N:GID+N [default:
+        /// 1900000000:1900000000 when started as root, outside a user namespace].
         #[arg(long, value_parser = parse_user)]
         job_user: Option<JobUser>,
     },
@@ -167,9 +168,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let in_userns = std::fs::read_to_string("/proc/self/uid_map")
                 .map(|m| !m.split_whitespace().eq(["0", "0", "4294967295"]))
                 .unwrap_or(false);
+            // A range no distribution or subordinate-id default uses.
             let job_user = job_user.or((root && !in_userns).then_some(JobUser {
-                uid: 65534,
-                gid: 65534,
+                uid: 1_900_000_000,
+                gid: 1_900_000_000,
             }));
             let config = offload_worker::Config {
                 slots: slots.unwrap_or_else(|| cpus() as u32).max(1),

@@ -3,6 +3,8 @@
 //! worker's toolchain marked writable, outputs too large to return. Each ends with a
 //! legitimate compile from a new connection, identical to a local one.
 
+use std::time::{Duration, Instant};
+
 use offload_e2e::NetnsWorker;
 use offload_e2e::peer::{self, JobReply, Peer};
 
@@ -131,13 +133,29 @@ fn commands_and_environments_a_host_never_sends_are_refused() {
     let dir = offload_e2e::twice::fresh_dir("hostile-commands");
     let d = dir.to_string_lossy().into_owned();
     let wrapper = format!("/bin/sh,-c,touch {mark}");
-    let attacks: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
-        (vec!["/usr/bin/gcc", "-wrapper", &wrapper, "-c", "a.c"], vec![]),
-        (vec!["/usr/bin/gcc", "-fplugin=/usr/lib/x.so", "-c", "a.c"], vec![]),
-        (vec!["/usr/bin/gcc", "-specs=/etc/x.specs", "-c", "a.c"], vec![]),
+    type Attack<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let attacks: Vec<Attack> = vec![
+        (
+            vec!["/usr/bin/gcc", "-wrapper", &wrapper, "-c", "a.c"],
+            vec![],
+        ),
+        (
+            vec!["/usr/bin/gcc", "-fplugin=/usr/lib/x.so", "-c", "a.c"],
+            vec![],
+        ),
+        (
+            vec!["/usr/bin/gcc", "-specs=/etc/x.specs", "-c", "a.c"],
+            vec![],
+        ),
         (vec!["/usr/bin/gcc", "a.c", "-o", "a.out"], vec![]),
-        (vec!["/usr/bin/gcc", "-c", "a.c"], vec![("LD_PRELOAD", "/x.so")]),
-        (vec!["/usr/bin/gcc", "-c", "a.c"], vec![("GCC_EXEC_PREFIX", "/tmp/")]),
+        (
+            vec!["/usr/bin/gcc", "-c", "a.c"],
+            vec![("LD_PRELOAD", "/x.so")],
+        ),
+        (
+            vec!["/usr/bin/gcc", "-c", "a.c"],
+            vec![("GCC_EXEC_PREFIX", "/tmp/")],
+        ),
     ];
     let mut p = Peer::connect(worker.addr()).expect("connect");
     for (argv, env) in &attacks {
@@ -149,7 +167,10 @@ fn commands_and_environments_a_host_never_sends_are_refused() {
             .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let reply = p.job(&spec.job, &spec.blobs);
         let JobReply::Rejected(reason) = &reply else {
-            panic!("{argv:?} {env:?} was not refused: {}", reply_summary(&reply));
+            panic!(
+                "{argv:?} {env:?} was not refused: {}",
+                reply_summary(&reply)
+            );
         };
         assert!(
             reason.contains("not a remote compile") || reason.contains("not allowed"),
@@ -157,5 +178,128 @@ fn commands_and_environments_a_host_never_sends_are_refused() {
         );
     }
     assert!(!std::path::Path::new(&mark).exists(), "the wrapper ran");
+    legit(&worker);
+}
+
+/// Processes whose command line contains `needle`, from every PID namespace.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// Runs `script` as a shipped toolchain's compiler in one job with a time limit of
+/// `timeout_secs`; the reply and how long it took.
+fn run_script(
+    worker: &NetnsWorker,
+    name: &str,
+    script: &str,
+    timeout_secs: u32,
+) -> (JobReply, Duration) {
+    let (cc, bundle) = peer::hostile_toolchain(name, script);
+    let mut p = Peer::connect(worker.addr()).expect("connect");
+    p.ship(&cc, &bundle).expect("ship");
+    let dir = offload_e2e::twice::fresh_dir(&format!("hostile-{name}"));
+    let d = dir.to_string_lossy().into_owned();
+    let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
+    spec.file(&format!("{d}/a.c"), b"int x;\n");
+    spec.job.timeout_secs = timeout_secs;
+    let t0 = Instant::now();
+    let reply = p.job(&spec.job, &spec.blobs);
+    (reply, t0.elapsed())
+}
+
+/// Finding 4: a process the job leaves behind (a daemon in a session of its own) does not
+/// survive the job: the whole PID namespace goes with it.
+#[test]
+fn a_job_leaves_no_process_behind() {
+    let worker = NetnsWorker::start(1);
+    let (reply, _) = run_script(
+        &worker,
+        "daemon",
+        "busybox setsid -f busybox sleep 1031; busybox echo obj > \"$4\"",
+        30,
+    );
+    assert!(
+        matches!(reply, JobReply::Done { .. }),
+        "{}",
+        reply_summary(&reply)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let left = processes_with("sleep 1031");
+    assert!(left.is_empty(), "the job's daemon survived it: {left:?}");
+    legit(&worker);
+}
+
+/// Finding 4: a job reaches no network: a listener the test opens on the host side of the
+/// worker's link accepts nothing.
+#[test]
+fn a_job_connects_nowhere() {
+    let worker = NetnsWorker::start(1);
+    let std::net::IpAddr::V4(w) = worker.addr().ip() else {
+        panic!("IPv4 worker address expected");
+    };
+    let [a, b, c, _] = w.octets();
+    let host_ip = std::net::Ipv4Addr::new(a, b, c, 1);
+    let listener = std::net::TcpListener::bind((host_ip, 0)).expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let (reply, _) = run_script(
+        &worker,
+        "connect",
+        &format!(
+            "busybox echo hello | busybox nc -w 2 {host_ip} {port}; busybox echo obj > \"$4\""
+        ),
+        30,
+    );
+    assert!(
+        matches!(reply, JobReply::Done { .. }),
+        "{}",
+        reply_summary(&reply)
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the job connected to the test's listener"
+    );
+    legit(&worker);
+}
+
+/// Findings 4 and 5: a job that never ends, and a fork bomb, end at the time limit with
+/// nothing left running.
+#[test]
+fn endless_jobs_and_fork_bombs_end_at_the_limit() {
+    let worker = NetnsWorker::start(1);
+    for (name, script) in [
+        ("endless", "busybox sleep 1033"),
+        ("forkbomb", "b() { b | b & }; b; busybox sleep 1034"),
+    ] {
+        let (reply, took) = run_script(&worker, name, script, 2);
+        assert!(
+            matches!(reply, JobReply::Rejected(_)),
+            "{name}: {}",
+            reply_summary(&reply)
+        );
+        assert!(took < Duration::from_secs(10), "{name} took {took:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        for needle in ["sleep 1033", "sleep 1034", "hostile-tc-forkbomb"] {
+            let left = processes_with(needle);
+            assert!(left.is_empty(), "{name}: processes left: {left:?}");
+        }
+    }
     legit(&worker);
 }

@@ -40,7 +40,8 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Name shown to hosts.
     pub name: String,
-    /// Who compiles run as (the worker must be root to switch).
+    /// Who compiles run as (the worker must be root to switch): slot N's jobs run as
+    /// these ids plus N.
     pub job_user: Option<JobUser>,
     /// Most bytes the file store keeps (least recently used files go first).
     pub store_max_bytes: u64,
@@ -138,7 +139,37 @@ pub struct Worker {
     store: Arc<Store>,
     toolchains: Toolchains,
     slots: Semaphore,
+    /// Slot numbers not in use: a job runs as the job user's ids plus its slot's number.
+    free_users: std::sync::Mutex<Vec<u32>>,
     next_root: AtomicU64,
+}
+
+/// A slot's number, taken while its job runs and given back when dropped (so a cancelled
+/// job cannot leak it).
+struct SlotUser<'a> {
+    n: u32,
+    free: &'a std::sync::Mutex<Vec<u32>>,
+}
+
+impl<'a> SlotUser<'a> {
+    /// A free slot number (the caller holds a slot permit, so one is free).
+    fn take(free: &'a std::sync::Mutex<Vec<u32>>) -> SlotUser<'a> {
+        let n = free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or(0);
+        SlotUser { n, free }
+    }
+}
+
+impl Drop for SlotUser<'_> {
+    fn drop(&mut self) {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.n);
+    }
 }
 
 /// Why the worker could not start.
@@ -178,8 +209,11 @@ impl Worker {
         let store =
             Store::open(&config.work_dir.join("store"), config.store_max_bytes).map_err(wd)?;
         let toolchains = Toolchains::new(&config.work_dir.join("toolchains"));
+        // Probed (and logged) now rather than on the first job.
+        let _ = sandbox::layers();
         Ok(Arc::new(Worker {
             slots: Semaphore::new(config.slots as usize),
+            free_users: std::sync::Mutex::new((0..config.slots).rev().collect()),
             store: Arc::new(store),
             toolchains,
             next_root: AtomicU64::new(0),
@@ -468,10 +502,20 @@ impl Worker {
                 return write_frame(w, &reject(e.to_string()), &[], lim).await;
             }
         }
-        let Ok(_permit) = self.slots.acquire().await else {
+        let Ok(permit) = self.slots.acquire().await else {
             return write_frame(w, &reject("worker shutting down".into()), &[], lim).await;
         };
-        let (reply, payload) = match self.run_job(job, mine).await {
+        // Each slot compiles as a user of its own: a job's processes cannot signal, trace
+        // or count against another job's.
+        let slot = SlotUser::take(&self.free_users);
+        let user = self.config.job_user.map(|base| JobUser {
+            uid: base.uid.saturating_add(slot.n),
+            gid: base.gid.saturating_add(slot.n),
+        });
+        let result = self.run_job(job, mine, user).await;
+        drop(slot);
+        drop(permit);
+        let (reply, payload) = match result {
             Ok((done, payload)) => (Message::JobDone(done), payload),
             Err(reason) => (reject(reason), Vec::new()),
         };
@@ -479,12 +523,16 @@ impl Worker {
     }
 
     /// Runs a job whose blobs are all in the store.
-    async fn run_job(&self, job: JobRequest, mine: &Owned) -> Result<(JobDone, Vec<u8>), String> {
+    async fn run_job(
+        &self,
+        job: JobRequest,
+        mine: &Owned,
+        user: Option<JobUser>,
+    ) -> Result<(JobDone, Vec<u8>), String> {
         crate::admission::check(&job, &self.store).map_err(|e| e.to_string())?;
         let n = self.next_root.fetch_add(1, Ordering::Relaxed);
         let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
         let job = Arc::new(job);
-        let user = self.config.job_user;
         let t0 = std::time::Instant::now();
         let root = {
             let job = job.clone();
