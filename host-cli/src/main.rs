@@ -63,6 +63,8 @@ enum Command {
         /// 1900000000:1900000000 when started as root, outside a user namespace].
         #[arg(long, value_parser = parse_user)]
         job_user: Option<JobUser>,
+        #[command(flatten)]
+        limits: WorkerLimits,
     },
     /// Show this host's compilers, the workers, how each would run each compiler, and
     /// whether its toolchain probe passed (results are kept across builds).
@@ -77,6 +79,56 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         argv: Vec<OsString>,
     },
+}
+
+/// How much a worker gives peers, and for how long.
+#[derive(Debug, clap::Args)]
+struct WorkerLimits {
+    /// Most connections served at once, from all hosts (more wait to be accepted).
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+    /// Most connections one host may hold [default: twice the slots, plus 8].
+    #[arg(long)]
+    connections_per_host: Option<usize>,
+    /// Jobs of one host compiling at once [default: all slots].
+    #[arg(long)]
+    slots_per_host: Option<usize>,
+    /// Seconds a new connection has to say hello.
+    #[arg(long, default_value_t = 10)]
+    handshake_secs: u64,
+    /// Seconds a connection may stay quiet between jobs.
+    #[arg(long, default_value_t = 300)]
+    idle_secs: u64,
+    /// Seconds a frame may take once it started (plus time at 256 KiB/s for its length).
+    #[arg(long, default_value_t = 30)]
+    stall_secs: u64,
+    /// On SIGTERM or Ctrl-C, seconds running jobs get to finish before they are stopped.
+    #[arg(long, default_value_t = 8)]
+    drain_secs: u64,
+}
+
+impl WorkerLimits {
+    fn apply(&self, config: &mut offload_worker::Config) {
+        use std::time::Duration;
+        config.max_connections = self.max_connections.max(1);
+        let mut q = offload_worker::quota::QuotaLimits::for_slots(
+            config.slots as usize,
+            offload_worker::server::max_frame(),
+        );
+        if let Some(n) = self.connections_per_host {
+            q.connections_per_peer = n.max(1);
+        }
+        if let Some(n) = self.slots_per_host {
+            q.slots_per_peer = n.max(1);
+        }
+        config.quotas = Some(q);
+        config.timeouts = offload_worker::conn::Timeouts {
+            handshake: Duration::from_secs(self.handshake_secs.max(1)),
+            idle: Duration::from_secs(self.idle_secs.max(1)),
+            stall: Duration::from_secs(self.stall_secs.max(1)),
+        };
+        config.drain = Duration::from_secs(self.drain_secs);
+    }
 }
 
 fn parse_user(s: &str) -> Result<JobUser, String> {
@@ -162,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             port_file,
             job_user,
             store_max_mib,
+            limits,
         } => rt.block_on(async move {
             // SAFETY: plain syscall.
             let root = unsafe { libc::geteuid() } == 0;
@@ -173,15 +226,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 uid: 1_900_000_000,
                 gid: 1_900_000_000,
             }));
-            let config = offload_worker::Config {
-                slots: slots.unwrap_or_else(|| cpus() as u32).max(1),
-                work_dir,
-                name: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_else(|_| "worker".into()),
-                job_user,
-                store_max_bytes: store_max_mib.saturating_mul(1 << 20),
-            };
+            let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "worker".into());
+            let slots = slots.unwrap_or_else(|| cpus() as u32).max(1);
+            let mut config = offload_worker::Config::new(slots, work_dir, name);
+            config.job_user = job_user;
+            config.store_max_bytes = store_max_mib.saturating_mul(1 << 20);
+            limits.apply(&mut config);
             let worker = offload_worker::Worker::new(config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -195,8 +247,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 eprintln!("offload worker listening on {addr}");
             }
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
+            // SIGTERM (`docker stop`, systemd) and Ctrl-C both drain.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?;
+            let shutdown = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("stopping");
             };
             worker.serve(listener, shutdown).await;
             Ok(0)

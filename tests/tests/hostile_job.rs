@@ -93,22 +93,45 @@ fn a_writable_toolchain_directory_is_refused() {
     legit(&worker);
 }
 
-/// Finding 5: an output announced at 4 GiB (sparse: it costs the job nothing) is refused
-/// from its size, before it is read, and the worker stays small.
+/// Finding 5: outputs announced at more than a job may return (sparse: they cost the job
+/// nothing) are refused from their sizes, before they are read, and the worker stays small.
+/// One file of 4 GiB stops at the sandbox's file-size limit; two of 600 MiB each pass it
+/// and add up to more than the harvest's budget.
 #[test]
 fn an_oversized_output_is_refused_before_it_is_read() {
     let worker = NetnsWorker::start(1);
     let pid = worker.pid().expect("pid");
-    let (cc, bundle) = peer::hostile_toolchain("sparse", "busybox truncate -s 4G \"$4\"");
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    p.ship(&cc, &bundle).expect("ship");
     let dir = offload_e2e::twice::fresh_dir("hostile-sparse");
     let d = dir.to_string_lossy().into_owned();
-    let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
-    spec.file(&format!("{d}/a.c"), b"int x;\n");
-    let reply = p.job(&spec.job, &spec.blobs);
-    let JobReply::Rejected(reason) = &reply else {
-        panic!("expected a refusal: {}", reply_summary(&reply));
+    let mut p = Peer::connect(worker.addr()).expect("connect");
+    let run = |p: &mut Peer, name: &str, script: &str| {
+        let (cc, bundle) = peer::hostile_toolchain(name, script);
+        p.ship(&cc, &bundle).expect("ship");
+        let out = format!("{d}/a.o");
+        let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &out]);
+        spec.file(&format!("{d}/a.c"), b"int x;\n");
+        p.job(&spec.job, &spec.blobs)
+    };
+    let one = run(&mut p, "sparse-one", "busybox truncate -s 4G \"$4\"");
+    match &one {
+        JobReply::Done { done, files, .. } => {
+            assert_ne!(done.status, offload_shared::protocol::ExitStatus::Code(0));
+            assert!(
+                files.values().all(|b| b.len() < 1 << 30),
+                "{}",
+                reply_summary(&one)
+            );
+        }
+        JobReply::Rejected(_) => {}
+        other => panic!("{}", reply_summary(other)),
+    }
+    let two = run(
+        &mut p,
+        "sparse-two",
+        "busybox truncate -s 600M \"$4\"; busybox truncate -s 600M \"$4.more\"",
+    );
+    let JobReply::Rejected(reason) = &two else {
+        panic!("expected a refusal: {}", reply_summary(&two));
     };
     assert!(reason.contains("exceed"), "{reason}");
     let rss = peer::rss_kib(pid);

@@ -1,15 +1,22 @@
 //! The offload worker: accepts compile jobs over TCP, runs each in a root of its own that
 //! holds only the job's inputs and the worker's matching compiler, and returns every output.
 //!
-//! Layers, each a module: [`store`] keeps received files by digest; [`toolchain`] prepares
-//! the worker's compilers; [`jobroot`] builds and harvests a job's root; [`sandbox`] runs
-//! the compiler inside it; [`server`] speaks the protocol.
+//! Layers, each a module: [`server`] accepts connections under a cap and drains on
+//! shutdown; [`conn`] speaks the protocol on one connection, with its limits and timeouts;
+//! [`quota`] accounts what each peer holds; [`job`] runs one job: [`admission`] decides
+//! whether it runs at all, [`toolchain`] (with [`inventory`] and [`shipped`]) gives it a
+//! compiler, [`command`] its command, [`jobroot`] its root, [`sandbox`] confines it and
+//! [`harvest`] collects its outputs; [`store`] keeps received files by digest.
 
 pub mod admission;
 pub mod asshim;
+pub mod command;
+pub mod conn;
 pub mod harvest;
 pub mod inventory;
+pub mod job;
 pub mod jobroot;
+pub mod quota;
 pub mod sandbox;
 pub mod server;
 pub mod shipped;

@@ -28,6 +28,19 @@ use offload_shared::walk::Node;
 use crate::inventory::digest_of_regular;
 use crate::toolchain::{Mode, Toolchain, ToolchainError};
 
+/// Largest toolchain bundle accepted (compressed; gcc 12 with cc1plus is ~30 MB).
+pub const MAX_BUNDLE_BYTES: u64 = 256 << 20;
+
+/// Whether an offered bundle of `size` bytes may be sent, within a frame of at most
+/// `max_frame` bytes of payload.
+pub fn check_offer_size(size: u64, max_frame: u64) -> Result<(), ToolchainError> {
+    let limit = MAX_BUNDLE_BYTES.min(max_frame);
+    if size > limit {
+        return Err(ToolchainError::BundleTooLarge { size, limit });
+    }
+    Ok(())
+}
+
 /// Most bundles kept on disk; the least recently installed go first.
 const MAX_BUNDLES: usize = 8;
 

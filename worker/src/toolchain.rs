@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use offload_shared::Digest;
-use offload_shared::protocol::{CompilerRef, ToolchainKind};
+use offload_shared::protocol::{CompilerRef, ToolchainInfo, ToolchainKind};
 use offload_shared::toolchain::{self, shared_libraries, sub_program};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
@@ -34,6 +34,14 @@ pub enum ToolchainError {
     /// A shipped bundle that cannot be used.
     #[error(transparent)]
     Bundle(#[from] offload_shared::bundle::BundleError),
+    /// A shipped bundle larger than the worker takes.
+    #[error("its toolchain bundle of {size} bytes exceeds this worker's limit of {limit} bytes")]
+    BundleTooLarge {
+        /// The offered size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A shipped bundle that does not hold the compiler it was offered for.
     #[error("shipped toolchain: {0}")]
     Shipped(String),
@@ -98,7 +106,35 @@ impl Mode {
 /// path holds the rewriting shim (the worker's binary in `as-shim` mode).
 pub const REAL_AS: &str = "/.offload/as";
 
+impl ToolchainError {
+    /// The answer to a query for `compiler` that failed so.
+    pub fn info(&self, compiler: &CompilerRef) -> ToolchainInfo {
+        ToolchainInfo {
+            path: compiler.path.clone(),
+            kind: ToolchainKind::Unavailable,
+            detail: self.to_string(),
+            fingerprint: Digest([0; 32]),
+        }
+    }
+}
+
 impl Toolchain {
+    /// The answer to a query for `compiler` that this toolchain serves: a shipped one's
+    /// fingerprint is its bundle's digest, and no answer names the worker's paths beyond
+    /// its own compiler's.
+    pub fn info(&self, compiler: &CompilerRef) -> ToolchainInfo {
+        let detail = match self.mode {
+            Mode::Shipped => format!("shipped bundle {}", self.fingerprint),
+            _ => self.runs_as.clone(),
+        };
+        ToolchainInfo {
+            path: compiler.path.clone(),
+            kind: self.mode.kind(),
+            detail,
+            fingerprint: self.fingerprint,
+        }
+    }
+
     /// Where the template's copy of the file at `path` is.
     pub fn source_of(&self, path: &Path) -> PathBuf {
         let path = self.aliases.get(path).map_or(path, PathBuf::as_path);

@@ -80,7 +80,8 @@ struct Conn {
 pub struct Worker {
     /// `host:port`.
     pub addr: String,
-    idle: Mutex<Vec<Conn>>,
+    /// Connections between jobs, with when each was last used.
+    idle: Mutex<Vec<(Conn, std::time::Instant)>>,
     name: Mutex<String>,
     /// Bytes sent to it (compressed).
     pub sent: AtomicU64,
@@ -101,6 +102,10 @@ impl std::fmt::Debug for Worker {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections unused for longer are closed rather than reused: well within a worker's
+/// idle timeout (300 s by default), so a reused connection is never one the worker is
+/// closing.
+const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Beyond the compile's own limit, time allowed for transfers.
 const TRANSFER_MARGIN: Duration = Duration::from_secs(60);
 /// Time allowed for shipping a toolchain: sending ~30 MB and the worker's unpacking.
@@ -120,6 +125,19 @@ impl Worker {
             arch: Mutex::new(None),
             shipped: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A connection left by an earlier job, if one is fresh enough.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, at)| at.elapsed() < POOL_IDLE);
+        idle.pop().map(|(c, _)| c)
+    }
+
+    /// Keeps a connection for the next job.
+    fn put_idle(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push((conn, std::time::Instant::now()));
     }
 
     /// The worker's architecture (`std::env::consts::ARCH` there), once it has answered.
@@ -145,10 +163,7 @@ impl Worker {
         welcome
             .worker
             .clone_into(&mut self.name.lock().unwrap_or_else(|p| p.into_inner()));
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        self.put_idle(conn);
         Ok(welcome)
     }
 
@@ -209,7 +224,7 @@ impl Worker {
 
     /// Asks how the worker would run `compiler` (it prepares that toolchain to answer).
     pub async fn toolchain(&self, compiler: &CompilerRef) -> Result<ToolchainInfo, RemoteError> {
-        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = self.take_idle();
         let mut c = match conn {
             Some(c) => c,
             None => self.connect().await?.0,
@@ -232,7 +247,7 @@ impl Worker {
         .map_err(&fe)?;
         match answer {
             Some((Message::ToolchainInfo(info), _)) if info.path == compiler.path => {
-                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                self.put_idle(c);
                 Ok(info)
             }
             Some((Message::Error(e), _)) => Err(RemoteError::Invalid {
@@ -255,7 +270,7 @@ impl Worker {
         compiler: &CompilerRef,
         bundle: Arc<Bundle>,
     ) -> Result<(ToolchainInfo, u64), RemoteError> {
-        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = self.take_idle();
         let mut c = match conn {
             Some(c) => c,
             None => self.connect().await?.0,
@@ -269,7 +284,7 @@ impl Worker {
                 shipped.retain(|(c, _)| c.path != compiler.path);
                 shipped.push((compiler.clone(), bundle));
             }
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+            self.put_idle(c);
         }
         result
     }
@@ -315,7 +330,7 @@ impl Worker {
 
     /// Runs a prepared job.
     pub async fn run(&self, job: &Prepared) -> Result<RemoteResult, RemoteError> {
-        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = self.take_idle();
         let mut conn = match conn {
             Some(c) => c,
             None => self.connect().await?.0,
@@ -325,10 +340,7 @@ impl Worker {
             .await
             .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
         if result.is_ok() || matches!(result, Err(RemoteError::Rejected { .. })) {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            self.put_idle(conn);
         }
         result
     }

@@ -108,6 +108,30 @@ fn eof_is_truncation(e: io::Error) -> FrameError {
     }
 }
 
+/// Bytes allocated ahead of arriving data: a peer that announces a large frame and sends
+/// nothing costs this much, not the announced length.
+const GROW_STEP: usize = 64 << 10;
+
+/// Reads exactly `len` bytes into a buffer that grows as they arrive.
+async fn read_growing<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::with_capacity(len.min(GROW_STEP));
+    let got = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if got < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(buf)
+}
+
+/// Blocking [`read_growing`].
+fn read_growing_blocking<R: Read>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::with_capacity(len.min(GROW_STEP));
+    let got = (&mut *r).take(len as u64).read_to_end(&mut buf)?;
+    if got < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(buf)
+}
+
 /// Writes one frame.
 pub async fn write_frame<W, M>(
     w: &mut W,
@@ -131,23 +155,64 @@ where
     R: AsyncRead + Unpin,
     M: DeserializeOwned,
 {
-    let mut prefix = [0u8; PREFIX];
-    let first = r.read(&mut prefix).await?;
-    if first == 0 {
+    let Some(started) = FrameStart::wait(r).await? else {
         return Ok(None);
+    };
+    let lengths = started.lengths(r, limits).await?;
+    Ok(Some(lengths.body(r).await?))
+}
+
+/// The first bytes of a frame, read: for a reader that waits for a frame without a time
+/// limit and then gives the rest of it one ([`read_frame`] in steps).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStart {
+    prefix: [u8; PREFIX],
+    got: usize,
+}
+
+/// A frame's lengths, read and checked against the limits.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLengths {
+    /// Bytes of JSON header.
+    pub header: usize,
+    /// Bytes of payload.
+    pub payload: usize,
+}
+
+impl FrameStart {
+    /// Waits for the next frame's first bytes. `Ok(None)` is a clean end of stream.
+    pub async fn wait<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FrameStart>, FrameError> {
+        let mut prefix = [0u8; PREFIX];
+        let got = r.read(&mut prefix).await?;
+        Ok((got > 0).then_some(FrameStart { prefix, got }))
     }
-    r.read_exact(&mut prefix[first..])
-        .await
-        .map_err(eof_is_truncation)?;
-    let (hlen, plen) = check_lengths(prefix, limits)?;
-    let mut header = vec![0u8; hlen];
-    r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
-    let msg = decode(&header)?;
-    let mut payload = vec![0u8; plen];
-    r.read_exact(&mut payload)
-        .await
-        .map_err(eof_is_truncation)?;
-    Ok(Some((msg, payload)))
+
+    /// Reads the rest of the lengths and checks them against `limits`.
+    pub async fn lengths<R: AsyncRead + Unpin>(
+        mut self,
+        r: &mut R,
+        limits: Limits,
+    ) -> Result<FrameLengths, FrameError> {
+        r.read_exact(&mut self.prefix[self.got..])
+            .await
+            .map_err(eof_is_truncation)?;
+        let (header, payload) = check_lengths(self.prefix, limits)?;
+        Ok(FrameLengths { header, payload })
+    }
+}
+
+impl FrameLengths {
+    /// Reads the header and the payload, in buffers that grow as the bytes arrive.
+    pub async fn body<R, M>(self, r: &mut R) -> Result<(M, Vec<u8>), FrameError>
+    where
+        R: AsyncRead + Unpin,
+        M: DeserializeOwned,
+    {
+        let header = read_growing(r, self.header).await?;
+        let msg = decode(&header)?;
+        let payload = read_growing(r, self.payload).await?;
+        Ok((msg, payload))
+    }
 }
 
 /// Blocking [`write_frame`], for the compiler wrapper.
@@ -182,11 +247,9 @@ pub fn read_frame_blocking<R: Read, M: DeserializeOwned>(
     r.read_exact(&mut prefix[first..])
         .map_err(eof_is_truncation)?;
     let (hlen, plen) = check_lengths(prefix, limits)?;
-    let mut header = vec![0u8; hlen];
-    r.read_exact(&mut header).map_err(eof_is_truncation)?;
+    let header = read_growing_blocking(r, hlen)?;
     let msg = decode(&header)?;
-    let mut payload = vec![0u8; plen];
-    r.read_exact(&mut payload).map_err(eof_is_truncation)?;
+    let payload = read_growing_blocking(r, plen)?;
     Ok(Some((msg, payload)))
 }
 
@@ -227,6 +290,22 @@ mod tests {
         let mut r = &buf[..];
         let (m, _): (Message, _) = read_frame_blocking(&mut r, SMALL).unwrap().unwrap();
         assert_eq!(m, hello());
+    }
+
+    /// A frame announcing the largest payload and sending a few bytes costs a small buffer,
+    /// not the announced length, and ends as a truncation.
+    #[tokio::test]
+    async fn announced_lengths_are_not_allocated_up_front() {
+        let mut bytes = encode(&hello(), b"", Limits::DEFAULT).unwrap();
+        bytes[4..8].copy_from_slice(&Limits::DEFAULT.max_payload.to_be_bytes());
+        bytes.extend_from_slice(b"only a few bytes");
+        let err = read_frame::<_, Message>(&mut &bytes[..], Limits::DEFAULT)
+            .await
+            .expect_err("truncated");
+        assert!(matches!(err, FrameError::Truncated), "{err}");
+        let blocking = read_frame_blocking::<_, Message>(&mut &bytes[..], Limits::DEFAULT)
+            .expect_err("truncated");
+        assert!(matches!(blocking, FrameError::Truncated), "{blocking}");
     }
 
     #[tokio::test]

@@ -45,6 +45,10 @@ pub enum Message {
     /// Worker → host: the job was not run (no matching compiler, bad tree, full disk…).
     /// The host compiles locally.
     JobRejected(JobRejected),
+    /// Host → worker, while a job runs: stop it (its result is no longer wanted). The
+    /// worker answers the job with [`Message::JobRejected`]; a cancel for a job that is
+    /// not running is ignored.
+    Cancel(Cancel),
     /// Either side: a protocol error; the connection closes after it.
     Error(ProtocolError),
 }
@@ -250,6 +254,14 @@ pub struct JobRejected {
     pub job_id: u64,
     /// Why, for the host's log.
     pub reason: String,
+}
+
+/// Stop a running job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// The job.
+    pub job_id: u64,
 }
 
 /// A protocol error; the sender closes the connection.

@@ -1,0 +1,572 @@
+//! One connection: the protocol over any byte stream, with every limit and timeout.
+//!
+//! Two halves run in one task. The *reader* turns bytes into frames: it waits for a
+//! frame's first byte without a time limit (being idle is the *loop*'s business), then
+//! gives the rest of the frame [`Timeouts::stall`] plus time at [`MIN_RATE`], takes the
+//! frame's bytes from its peer's memory quota before reading them (buffers grow as the
+//! bytes arrive), and accepts a payload only where the protocol expects one, of at most
+//! the size the loop announced. The *loop* answers the frames in order and, while a job
+//! compiles, also watches for the peer leaving, a `Cancel`, and the worker stopping: each
+//! ends the job at once (its sandbox is killed and its slot, uid and root given back).
+//!
+//! ```text
+//! hello ─► welcome ─┬─► toolchain query ─► info
+//!                   ├─► offer ─► need bytes ─► bundle ─► info
+//!                   └─► job ─► need blobs ─► blobs ─► (compiling; cancel?) ─► done/rejected
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use offload_shared::Digest;
+use offload_shared::protocol::frame::{FrameStart, write_frame};
+use offload_shared::protocol::{
+    FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, PROTOCOL_NAME,
+    PROTOCOL_VERSION, ProtocolError, ToolchainOffer, Welcome, payload,
+};
+use offload_shared::tree::EntryKind;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
+use tokio::sync::{mpsc, watch};
+
+use crate::job::{JobError, MAX_JOB_BYTES};
+use crate::quota::{FrameBudget, PeerGuard, QuotaError};
+use crate::server::Worker;
+use crate::shipped::{Owned, check_offer_size};
+
+/// How long a connection may take, and be quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From accepting the connection to a complete `Hello`.
+    pub handshake: Duration,
+    /// Between frames, while no job of the connection runs.
+    pub idle: Duration,
+    /// For a frame's bytes once it started (plus time at [`MIN_RATE`] for its length), and
+    /// for a reply to be taken by the peer.
+    pub stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+            stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The slowest transfer a frame is given time for, in bytes per second.
+pub const MIN_RATE: u64 = 256 << 10;
+
+/// Time for a frame of `len` bytes.
+fn frame_time(stall: Duration, len: usize) -> Duration {
+    stall + Duration::from_secs(len as u64 / MIN_RATE)
+}
+
+/// Largest JSON header: a job's tree of tens of thousands of entries fits.
+const MAX_HEADER: u32 = 16 << 20;
+
+/// Whether the worker serves or is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Serving.
+    Serving,
+    /// No new jobs; running ones may finish until this instant, then are stopped.
+    Draining {
+        /// When running jobs are stopped.
+        until: tokio::time::Instant,
+    },
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Reading or writing a frame failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// No complete hello in time.
+    #[error("no hello within {0:?}")]
+    Handshake(Duration),
+    /// Quiet for too long between frames.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// A frame, or a reply, did not get through in time.
+    #[error("a frame stalled ({0:?} without completing)")]
+    Stalled(Duration),
+    /// The peer went past a quota.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl ConnError {
+    /// Whether this is an ordinary end, logged quietly.
+    pub fn is_ordinary(&self) -> bool {
+        matches!(self, ConnError::Idle(_))
+    }
+}
+
+/// A frame read, with the memory it holds accounted to its peer.
+struct Frame {
+    msg: Message,
+    payload: Vec<u8>,
+    _budget: FrameBudget,
+}
+
+type Incoming = Result<Frame, ConnError>;
+
+/// Serves one connection until the peer leaves, breaks the protocol or a limit, or the
+/// worker stops.
+pub async fn serve<R, W>(
+    worker: &Worker,
+    peer: PeerGuard,
+    r: R,
+    w: W,
+    drain: watch::Receiver<Drain>,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let timeouts = worker.timeouts();
+    let allowed = AtomicU32::new(0);
+    let (tx, rx) = mpsc::channel(1);
+    let reader = read_frames(BufReader::new(r), &allowed, &peer, timeouts.stall, tx);
+    let conn = Conn {
+        worker,
+        peer: &peer,
+        w: BufWriter::new(w),
+        rx,
+        allowed: &allowed,
+        mine: Owned::default(),
+        drain,
+        timeouts,
+    };
+    let main = conn.run();
+    tokio::pin!(reader, main);
+    tokio::select! {
+        res = &mut main => return res,
+        () = &mut reader => {}
+    }
+    // The reader ended (the peer closed, or a bad frame it passed on): the loop finishes
+    // with what is queued.
+    main.await
+}
+
+/// Reads frames into `tx` until the stream ends or a frame is bad (which it passes on).
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut r: R,
+    allowed: &AtomicU32,
+    peer: &PeerGuard,
+    stall: Duration,
+    tx: mpsc::Sender<Incoming>,
+) {
+    loop {
+        let start = match FrameStart::wait(&mut r).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let limits = Limits {
+            max_header: MAX_HEADER,
+            max_payload: allowed.load(Ordering::Acquire),
+        };
+        let frame = async {
+            let lengths = tokio::time::timeout(stall, start.lengths(&mut r, limits))
+                .await
+                .map_err(|_| ConnError::Stalled(stall))??;
+            let len = lengths.header + lengths.payload;
+            let budget = peer.bytes(len).await?;
+            let time = frame_time(stall, len);
+            let (msg, payload) = tokio::time::timeout(time, lengths.body(&mut r))
+                .await
+                .map_err(|_| ConnError::Stalled(time))??;
+            Ok(Frame {
+                msg,
+                payload,
+                _budget: budget,
+            })
+        }
+        .await;
+        let failed = frame.is_err();
+        if tx.send(frame).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The loop's state.
+struct Conn<'a, W> {
+    worker: &'a Worker,
+    peer: &'a PeerGuard,
+    w: BufWriter<W>,
+    rx: mpsc::Receiver<Incoming>,
+    /// The payload the next frame may carry (0 but where the protocol expects bytes).
+    allowed: &'a AtomicU32,
+    /// The toolchains this connection shipped: they serve its jobs alone.
+    mine: Owned,
+    drain: watch::Receiver<Drain>,
+    timeouts: Timeouts,
+}
+
+/// How a running job ended.
+enum During {
+    /// It ran, was cancelled or stopped.
+    Ran(Result<(offload_shared::protocol::JobDone, Vec<u8>), JobError>),
+    /// The peer left.
+    Left,
+    /// The peer's next frame was bad.
+    Failed(ConnError),
+    /// The peer sent something other than a cancel.
+    Unexpected,
+}
+
+/// What the loop does after a frame.
+enum Next {
+    Continue,
+    Close,
+}
+
+fn protocol_error(message: String) -> Message {
+    Message::Error(ProtocolError { message })
+}
+
+impl<W: AsyncWrite + Unpin> Conn<'_, W> {
+    async fn run(mut self) -> Result<(), ConnError> {
+        let handshake = self.timeouts.handshake;
+        let first = tokio::time::timeout(handshake, self.rx.recv())
+            .await
+            .map_err(|_| ConnError::Handshake(handshake))?;
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let hello = match first {
+            Ok(f) => f.msg,
+            Err(e) => return self.fail(e).await,
+        };
+        match hello {
+            Message::Hello(h) if h.protocol == PROTOCOL_NAME && h.version == PROTOCOL_VERSION => {
+                tracing::debug!(client = h.client, peer = %self.peer.peer(), "hello");
+            }
+            Message::Hello(h) => {
+                let why = format!(
+                    "protocol {} version {} is not supported (this worker speaks {PROTOCOL_NAME} {PROTOCOL_VERSION})",
+                    h.protocol, h.version
+                );
+                return self.refuse(why).await;
+            }
+            _ => return self.refuse("expected hello".into()).await,
+        }
+        let welcome = Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            worker: self.worker.config.name.clone(),
+            slots: self.worker.config.slots,
+            arch: std::env::consts::ARCH.to_owned(),
+        });
+        self.send(&welcome, &[]).await?;
+        loop {
+            let idle = self.timeouts.idle;
+            let incoming = tokio::select! {
+                f = self.rx.recv() => f,
+                () = tokio::time::sleep(idle) => return Err(ConnError::Idle(idle)),
+                () = draining(&mut self.drain) => return Ok(()),
+            };
+            let frame = match incoming {
+                None => return Ok(()),
+                Some(Ok(f)) => f,
+                Some(Err(e)) => return self.fail(e).await,
+            };
+            let next = match frame.msg {
+                Message::ToolchainQuery(compiler) => {
+                    let (toolchains, mine) = (&self.worker.toolchains, &self.mine);
+                    let info =
+                        tokio::task::block_in_place(|| match toolchains.get(&compiler, mine) {
+                            Ok(tc) => tc.info(&compiler),
+                            Err(e) => e.info(&compiler),
+                        });
+                    self.send(&Message::ToolchainInfo(info), &[]).await?;
+                    Next::Continue
+                }
+                Message::ToolchainOffer(offer) => self.offered(offer).await?,
+                Message::Job(job) => self.job(*job).await?,
+                // A cancel that crossed the job's reply.
+                Message::Cancel(_) => Next::Continue,
+                _ => {
+                    return self
+                        .refuse("expected a job, a toolchain query or offer".into())
+                        .await;
+                }
+            };
+            if let Next::Close = next {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes a frame, giving the peer [`Timeouts::stall`] (plus time for its length) to
+    /// take it.
+    async fn send(&mut self, msg: &Message, payload: &[u8]) -> Result<(), ConnError> {
+        let time = frame_time(self.timeouts.stall, payload.len());
+        let lim = Limits {
+            max_header: MAX_HEADER,
+            max_payload: Limits::DEFAULT.max_payload,
+        };
+        tokio::time::timeout(time, write_frame(&mut self.w, msg, payload, lim))
+            .await
+            .map_err(|_| ConnError::Stalled(time))??;
+        Ok(())
+    }
+
+    /// Says what was wrong, then ends the connection with it.
+    async fn refuse(&mut self, why: String) -> Result<(), ConnError> {
+        let _ = self.send(&protocol_error(why.clone()), &[]).await;
+        Err(ConnError::Protocol(why))
+    }
+
+    /// Tells the peer why its frame ended the connection (best effort), then ends it.
+    async fn fail(&mut self, e: ConnError) -> Result<(), ConnError> {
+        if !matches!(e, ConnError::Frame(FrameError::Io(_))) {
+            let _ = self.send(&protocol_error(e.to_string()), &[]).await;
+        }
+        Err(e)
+    }
+
+    /// The next frame, which must come within the idle time; `None` if the peer left.
+    async fn expect_frame(&mut self) -> Result<Option<Frame>, ConnError> {
+        let idle = self.timeouts.idle;
+        let got = tokio::time::timeout(idle, self.rx.recv())
+            .await
+            .map_err(|_| ConnError::Idle(idle))?;
+        self.allowed.store(0, Ordering::Release);
+        match got {
+            None => Ok(None),
+            Some(Ok(f)) => Ok(Some(f)),
+            Some(Err(e)) => self.fail(e).await.map(|()| None),
+        }
+    }
+
+    /// Answers the host's offer of its toolchain: takes a bundle it keeps already, asks for
+    /// the bytes of one it lacks (refusing oversized ones before they are sent), and
+    /// answers with the toolchain it then has, or why not.
+    async fn offered(&mut self, offer: ToolchainOffer) -> Result<Next, ConnError> {
+        let (compiler, bundle) = (&offer.compiler, offer.bundle);
+        let worker = self.worker;
+        let toolchains = &worker.toolchains;
+        if toolchains.has_bundle(&bundle) {
+            let mine = &mut self.mine;
+            let got =
+                tokio::task::block_in_place(|| toolchains.install(compiler, &bundle, None, mine));
+            let info = got.map_or_else(|e| e.info(compiler), |tc| tc.info(compiler));
+            self.send(&Message::ToolchainInfo(info), &[]).await?;
+            return Ok(Next::Continue);
+        }
+        if let Err(e) = check_offer_size(offer.size, Limits::DEFAULT.max_payload.into()) {
+            tracing::warn!(compiler = compiler.path, %bundle, "{e}");
+            self.send(&Message::ToolchainInfo(e.info(compiler)), &[])
+                .await?;
+            return Ok(Next::Continue);
+        }
+        // Exactly the offered size: a larger payload is refused before it is read.
+        self.allowed
+            .store(u32::try_from(offer.size).unwrap_or(0), Ordering::Release);
+        self.send(&Message::NeedToolchain(NeedToolchain { bundle }), &[])
+            .await?;
+        let t0 = std::time::Instant::now();
+        let Some(frame) = self.expect_frame().await? else {
+            return Ok(Next::Close);
+        };
+        match &frame.msg {
+            Message::ToolchainBundle(b)
+                if b.bundle == bundle && frame.payload.len() as u64 == offer.size => {}
+            _ => {
+                self.refuse("expected the offered toolchain bundle".into())
+                    .await?;
+                return Ok(Next::Close);
+            }
+        }
+        let received_ms = t0.elapsed().as_millis() as u64;
+        let mine = &mut self.mine;
+        let bytes = &frame.payload;
+        let got = tokio::task::block_in_place(|| {
+            toolchains.install(compiler, &bundle, Some(bytes), mine)
+        });
+        tracing::info!(
+            compiler = compiler.path,
+            %bundle,
+            bytes = bytes.len(),
+            received_ms,
+            unpacked_ms = t0.elapsed().as_millis() as u64 - received_ms,
+            ok = got.is_ok(),
+            "toolchain bundle received"
+        );
+        let info = match got {
+            Ok(tc) => tc.info(compiler),
+            Err(e) => {
+                tracing::warn!(compiler = compiler.path, %bundle, "shipped toolchain refused: {e}");
+                e.info(compiler)
+            }
+        };
+        drop(frame);
+        self.send(&Message::ToolchainInfo(info), &[]).await?;
+        Ok(Next::Continue)
+    }
+
+    async fn reject(&mut self, id: u64, e: &JobError) -> Result<(), ConnError> {
+        let reason = e.for_peer();
+        tracing::info!(job = id, "rejected: {e}");
+        let msg = Message::JobRejected(JobRejected { job_id: id, reason });
+        self.send(&msg, &[]).await
+    }
+
+    /// Receives a job's missing blobs, runs it and answers.
+    async fn job(&mut self, job: JobRequest) -> Result<Next, ConnError> {
+        let id = job.job_id;
+        let stopping = *self.drain.borrow() != Drain::Serving;
+        if stopping {
+            self.reject(id, &JobError::Stopping).await?;
+            return Ok(Next::Close);
+        }
+        let worker = self.worker;
+        let store = &worker.store;
+        let mut seen = HashSet::new();
+        let mut missing: Vec<Digest> = Vec::new();
+        for e in &job.tree {
+            if let EntryKind::File { digest, .. } = &e.kind
+                && seen.insert(*digest)
+                && !store.has(digest)
+            {
+                missing.push(*digest);
+            }
+        }
+        // The job's blobs become the most recently used: eviction takes others first.
+        store.touch(seen.iter().copied());
+        if !missing.is_empty() {
+            self.allowed
+                .store(Limits::DEFAULT.max_payload, Ordering::Release);
+        }
+        let need = Message::NeedBlobs(NeedBlobs {
+            job_id: id,
+            digests: missing.clone(),
+        });
+        self.send(&need, &[]).await?;
+        if !missing.is_empty() {
+            let Some(frame) = self.expect_frame().await? else {
+                return Ok(Next::Close);
+            };
+            let Message::Blobs(b) = &frame.msg else {
+                self.refuse("expected blobs".into()).await?;
+                return Ok(Next::Close);
+            };
+            let asked: HashSet<&Digest> = missing.iter().collect();
+            if b.job_id != id
+                || b.blobs.len() != missing.len()
+                || !b.blobs.iter().all(|(d, _)| asked.contains(d))
+            {
+                self.refuse("blobs do not match the request".into()).await?;
+                return Ok(Next::Close);
+            }
+            let sizes: Vec<u64> = b.blobs.iter().map(|(_, s)| *s).collect();
+            let parts = match payload::unpack(&frame.payload, &sizes, MAX_JOB_BYTES) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.refuse(e.to_string()).await?;
+                    return Ok(Next::Close);
+                }
+            };
+            let put = tokio::task::block_in_place(|| {
+                let put = b
+                    .blobs
+                    .iter()
+                    .zip(parts)
+                    .try_for_each(|((d, _), bytes)| store.put(d, &bytes));
+                // On every path, so that a refused job leaves the store within its budget.
+                store.evict();
+                put
+            });
+            drop(frame);
+            if let Err(e) = put {
+                let reason = e.to_string();
+                tracing::info!(job = id, "rejected: {reason}");
+                let msg = Message::JobRejected(JobRejected { job_id: id, reason });
+                self.send(&msg, &[]).await?;
+                return Ok(Next::Continue);
+            }
+        }
+        let during = {
+            let run = worker.run_job(job, &self.mine, self.peer);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    r = &mut run => break During::Ran(r),
+                    f = self.rx.recv() => match f {
+                        // The peer left: dropping the job kills it.
+                        None => break During::Left,
+                        Some(Err(e)) => break During::Failed(e),
+                        Some(Ok(Frame { msg: Message::Cancel(c), .. })) if c.job_id == id => {
+                            break During::Ran(Err(JobError::Cancelled));
+                        }
+                        Some(Ok(Frame { msg: Message::Cancel(_), .. })) => continue,
+                        Some(Ok(_)) => break During::Unexpected,
+                    },
+                    () = stopped(&mut self.drain) => break During::Ran(Err(JobError::Stopping)),
+                }
+            }
+        };
+        let result = match during {
+            During::Ran(r) => r,
+            During::Left => return Ok(Next::Close),
+            During::Failed(e) => {
+                self.fail(e).await?;
+                return Ok(Next::Close);
+            }
+            During::Unexpected => {
+                self.refuse("only a cancel may come while a job runs".into())
+                    .await?;
+                return Ok(Next::Close);
+            }
+        };
+        match result {
+            Ok((done, payload)) => self.send(&Message::JobDone(done), &payload).await?,
+            Err(e) => self.reject(id, &e).await?,
+        }
+        Ok(Next::Continue)
+    }
+}
+
+/// Completes when the worker starts stopping.
+async fn draining(drain: &mut watch::Receiver<Drain>) {
+    let changed = drain.wait_for(|d| *d != Drain::Serving).await.is_ok();
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Completes when running jobs must stop.
+async fn stopped(drain: &mut watch::Receiver<Drain>) {
+    let state = drain.wait_for(|d| *d != Drain::Serving).await.map(|d| *d);
+    let Ok(state) = state else {
+        return std::future::pending().await;
+    };
+    let Drain::Draining { until } = state else {
+        return;
+    };
+    tokio::time::sleep_until(until).await;
+}
+
+/// A connection over a stream made in this process (tests, local streams), served as
+/// the peer [`crate::quota::PeerId::Local`].
+pub async fn serve_local<R, W>(worker: &Arc<Worker>, r: R, w: W) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let peer = worker.quotas.admit(crate::quota::PeerId::Local)?;
+    serve(worker, peer, r, w, worker.drain_signal()).await
+}
