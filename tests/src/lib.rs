@@ -19,6 +19,7 @@ pub mod container;
 pub mod netns;
 pub mod paths;
 pub mod peer;
+pub mod procs;
 pub mod projects;
 pub mod twice;
 

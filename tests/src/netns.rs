@@ -35,6 +35,8 @@ pub struct NetnsWorker {
     log: PathBuf,
     /// Shell run in the worker's mount namespace before it starts.
     setup: String,
+    /// More `offload worker` arguments.
+    args: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
@@ -160,6 +162,15 @@ impl NetnsWorker {
     /// mount namespace first (after its private `/tmp` is mounted): e.g. a bind mount that
     /// gives the worker a different program than the host's.
     pub fn start_with_setup(slots: u32, setup: &str) -> NetnsWorker {
+        NetnsWorker::start_with(slots, setup, &[])
+    }
+
+    /// [`NetnsWorker::start`] with more `offload worker` arguments (limits, timeouts).
+    pub fn start_with_args(slots: u32, args: &[&str]) -> NetnsWorker {
+        NetnsWorker::start_with(slots, "", args)
+    }
+
+    fn start_with(slots: u32, setup: &str, args: &[&str]) -> NetnsWorker {
         require_root();
         std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -211,6 +222,7 @@ impl NetnsWorker {
             child: Mutex::new(None),
             log,
             setup: setup.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         w.spawn(slots);
         w
@@ -223,8 +235,13 @@ impl NetnsWorker {
         } else {
             format!("{} && ", self.setup)
         };
+        let args: String = self
+            .args
+            .iter()
+            .map(|a| format!(" {}", crate::cmd::shell_quote(a)))
+            .collect();
         let script = format!(
-            "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker",
+            "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker{args}",
             crate::cmd::shell_quote(&bin.to_string_lossy()),
             self.addr
         );
@@ -322,6 +339,46 @@ impl NetnsWorker {
             let _ = c.wait();
         }
         *guard = None;
+    }
+
+    /// Sends SIGTERM to the worker and waits up to `limit` for it to exit: its status, or
+    /// `None` if it still runs.
+    pub fn terminate(&self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let c = guard.as_mut()?;
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                *guard = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A second address on the host's side, routed to the worker: connections bound to it
+    /// come from another peer as the worker sees it.
+    pub fn second_host_ip(&self) -> std::net::IpAddr {
+        let std::net::IpAddr::V4(v4) = self.addr.ip() else {
+            panic!("the worker's address is IPv4");
+        };
+        let o = v4.octets()[2];
+        let second = format!("10.232.{o}.1");
+        let ns_veth = self.host_veth.replacen("oh", "on", 1);
+        let host = format!("{second}/32");
+        let steps: [Vec<&str>; 2] = [
+            vec!["addr", "add", &host, "dev", &self.host_veth],
+            vec!["-n", &self.ns, "route", "add", &host, "dev", &ns_veth],
+        ];
+        for step in &steps {
+            if let Err(e) = ip(step) {
+                panic!("cannot add a second host address: {e}");
+            }
+        }
+        second.parse().expect("address")
     }
 
     /// What the worker printed.

@@ -93,6 +93,16 @@ impl Peer {
     pub fn connect(addr: SocketAddr) -> Result<Peer, String> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| format!("connect {addr}: {e}"))?;
+        Peer::hello_over(stream)
+    }
+
+    /// [`Peer::connect`] from the local address `from` (another peer, to the worker).
+    pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<Peer, String> {
+        Peer::hello_over(connect_from(addr, from)?)
+    }
+
+    /// Says hello over a connected stream.
+    pub fn hello_over(stream: TcpStream) -> Result<Peer, String> {
         let _ = stream.set_nodelay(true);
         stream
             .set_read_timeout(Some(REPLY_TIMEOUT))
@@ -173,41 +183,60 @@ impl Peer {
 
     /// Sends `job`, then the blobs the worker asks for (from `blobs`), and reads the answer.
     pub fn job(&mut self, job: &JobRequest, blobs: &BTreeMap<Digest, Vec<u8>>) -> JobReply {
+        if let Err(reply) = self.start_job(job, blobs) {
+            return *reply;
+        }
+        self.finish_job()
+    }
+
+    /// Sends `job` and the blobs the worker asks for: the job then runs. An early answer
+    /// (a refusal) is the error.
+    pub fn start_job(
+        &mut self,
+        job: &JobRequest,
+        blobs: &BTreeMap<Digest, Vec<u8>>,
+    ) -> Result<(), Box<JobReply>> {
         if let Err(e) = self.send(&Message::Job(Box::new(job.clone())), &[]) {
-            return JobReply::Error(format!("sending the job: {e}"));
+            return Err(Box::new(JobReply::Error(format!("sending the job: {e}"))));
         }
         let first = match self.recv() {
             Ok(Some(m)) => m,
-            Ok(None) | Err(FrameError::Truncated) => return JobReply::Closed,
-            Err(e) => return JobReply::Error(format!("reading: {e}")),
+            Ok(None) | Err(FrameError::Truncated) => return Err(Box::new(JobReply::Closed)),
+            Err(e) => return Err(Box::new(JobReply::Error(format!("reading: {e}")))),
         };
-        let answer = match first {
-            (Message::NeedBlobs(need), _) => {
-                if !need.digests.is_empty() {
-                    let mut parts = Vec::new();
-                    let mut list = Vec::new();
-                    for d in &need.digests {
-                        let bytes = blobs.get(d).cloned().unwrap_or_default();
-                        list.push((*d, bytes.len() as u64));
-                        parts.push(bytes);
-                    }
-                    let packed = payload::pack(parts.iter().map(Vec::as_slice));
-                    let msg = Message::Blobs(Blobs {
-                        job_id: job.job_id,
-                        blobs: list,
-                    });
-                    if let Err(e) = self.send(&msg, &packed) {
-                        return JobReply::Error(format!("sending blobs: {e}"));
-                    }
-                }
-                match self.recv() {
-                    Ok(Some(m)) => m,
-                    Ok(None) | Err(FrameError::Truncated) => return JobReply::Closed,
-                    Err(e) => return JobReply::Error(format!("reading: {e}")),
-                }
+        let (Message::NeedBlobs(need), _) = first else {
+            return Err(Box::new(Self::decode_answer(first)));
+        };
+        if !need.digests.is_empty() {
+            let mut parts = Vec::new();
+            let mut list = Vec::new();
+            for d in &need.digests {
+                let bytes = blobs.get(d).cloned().unwrap_or_default();
+                list.push((*d, bytes.len() as u64));
+                parts.push(bytes);
             }
-            other => other,
-        };
+            let packed = payload::pack(parts.iter().map(Vec::as_slice));
+            let msg = Message::Blobs(Blobs {
+                job_id: job.job_id,
+                blobs: list,
+            });
+            if let Err(e) = self.send(&msg, &packed) {
+                return Err(Box::new(JobReply::Error(format!("sending blobs: {e}"))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the answer to a started job.
+    pub fn finish_job(&mut self) -> JobReply {
+        match self.recv() {
+            Ok(Some(m)) => Self::decode_answer(m),
+            Ok(None) | Err(FrameError::Truncated) => JobReply::Closed,
+            Err(e) => JobReply::Error(format!("reading: {e}")),
+        }
+    }
+
+    fn decode_answer(answer: (Message, Vec<u8>)) -> JobReply {
         match answer {
             (Message::JobDone(done), bytes) => {
                 let mut sizes = vec![done.stdout_len, done.stderr_len];
@@ -415,6 +444,18 @@ pub fn legit_compile(addr: SocketAddr) -> Result<(), String> {
             "the worker did not compile a legitimate job ({info:?}): {reply:?}"
         )),
     }
+}
+
+/// A TCP connection to `addr` from the local address `from`.
+pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<TcpStream, String> {
+    use socket2::{Domain, Socket, Type};
+    let s =
+        Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
+    s.bind(&SocketAddr::new(from, 0).into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr} from {from}: {e}"))?;
+    Ok(s.into())
 }
 
 /// Connects to `addr` without greeting (for raw-byte attacks).

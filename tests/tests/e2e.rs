@@ -18,6 +18,7 @@ mod cross;
 mod faults;
 mod harness;
 mod hostile;
+mod hostile_conn;
 mod hostile_job;
 mod hostile_toolchain;
 mod probe;

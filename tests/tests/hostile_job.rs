@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use offload_e2e::NetnsWorker;
 use offload_e2e::peer::{self, JobReply, Peer};
+use offload_e2e::procs::processes_with;
 
 fn legit(worker: &NetnsWorker) {
     peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
@@ -202,28 +203,6 @@ fn commands_and_environments_a_host_never_sends_are_refused() {
     }
     assert!(!std::path::Path::new(&mark).exists(), "the wrapper ran");
     legit(&worker);
-}
-
-/// Processes whose command line contains `needle`, from every PID namespace.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 /// Runs `script` as a shipped toolchain's compiler in one job with a time limit of

@@ -2,7 +2,8 @@
 //!
 //! Two halves run in one task. The *reader* turns bytes into frames: it waits for a
 //! frame's first byte without a time limit (being idle is the *loop*'s business), then
-//! gives the rest of the frame [`Timeouts::stall`] plus time at [`MIN_RATE`], takes the
+//! gives the rest of the frame [`Timeouts::stall`] and from then on an average of
+//! [`MIN_RATE`] (so a large announced length buys a peer no time), takes the
 //! frame's bytes from its peer's memory quota before reading them (buffers grow as the
 //! bytes arrive), and accepts a payload only where the protocol expects one, of at most
 //! the size the loop announced. The *loop* answers the frames in order and, while a job
@@ -16,8 +17,10 @@
 //! ```
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use offload_shared::Digest;
@@ -60,9 +63,55 @@ impl Default for Timeouts {
 /// The slowest transfer a frame is given time for, in bytes per second.
 pub const MIN_RATE: u64 = 256 << 10;
 
-/// Time for a frame of `len` bytes.
+/// Time for a frame of `len` bytes the worker sends.
 fn frame_time(stall: Duration, len: usize) -> Duration {
     stall + Duration::from_secs(len as u64 / MIN_RATE)
+}
+
+/// A reader that counts what it reads.
+struct Counted<'a, R> {
+    inner: &'a mut R,
+    read: &'a AtomicU64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        let got = buf.filled().len() - before;
+        this.read.fetch_add(got as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+/// Runs `read` (which reads through a [`Counted`] on `read_so_far`), cutting it when it
+/// falls behind: after `stall`, it must have kept up [`MIN_RATE`] on average. A peer
+/// that announces a large frame and trickles it is cut as soon as one that sends nothing.
+async fn paced<T>(
+    read: impl Future<Output = T>,
+    read_so_far: &AtomicU64,
+    stall: Duration,
+) -> Result<T, ConnError> {
+    let t0 = tokio::time::Instant::now();
+    tokio::pin!(read);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            r = &mut read => return Ok(r),
+            _ = tick.tick() => {
+                let got = read_so_far.load(Ordering::Relaxed);
+                let allowed = stall + Duration::from_secs_f64(got as f64 / MIN_RATE as f64);
+                if t0.elapsed() > allowed {
+                    return Err(ConnError::Stalled(t0.elapsed()));
+                }
+            }
+        }
+    }
 }
 
 /// Largest JSON header: a job's tree of tens of thousands of entries fits.
@@ -184,10 +233,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 .map_err(|_| ConnError::Stalled(stall))??;
             let len = lengths.header + lengths.payload;
             let budget = peer.bytes(len).await?;
-            let time = frame_time(stall, len);
-            let (msg, payload) = tokio::time::timeout(time, lengths.body(&mut r))
-                .await
-                .map_err(|_| ConnError::Stalled(time))??;
+            let counter = AtomicU64::new(0);
+            let mut counted = Counted {
+                inner: &mut r,
+                read: &counter,
+            };
+            let (msg, payload) = paced(lengths.body(&mut counted), &counter, stall).await??;
             Ok(Frame {
                 msg,
                 payload,
