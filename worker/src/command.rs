@@ -94,3 +94,93 @@ fn cross_gcc(job: &JobRequest, ident: &str, program: String) -> Result<Command, 
     env.push(("OFFLOAD_IDENT_TO".into(), job.compiler.ident.clone()));
     Ok(Command { program, argv, env })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_shared::Digest;
+    use offload_shared::protocol::CompilerRef;
+
+    fn job(argv: &[&str], cc1: &[&str]) -> JobRequest {
+        JobRequest {
+            job_id: 1,
+            compiler: CompilerRef {
+                path: "/usr/bin/gcc".into(),
+                digest: Digest([0; 32]),
+                version: "12.2.0 x86_64-linux-gnu".into(),
+                ident: "GCC: (Debian 12.2.0-14) 12.2.0".into(),
+            },
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: "/src".into(),
+            env: vec![("LANG".into(), "C".into())],
+            tree: Vec::new(),
+            system_include_dirs: vec!["/usr/include".into()],
+            cc1_argv: cc1.iter().map(|s| s.to_string()).collect(),
+            timeout_secs: 60,
+        }
+    }
+
+    fn cross() -> Mode {
+        Mode::CrossGcc {
+            ident: "GCC: (cross) 12.2.0".into(),
+        }
+    }
+
+    #[test]
+    fn each_mode_runs_the_command_it_can_reproduce() {
+        const GCC: &[&str] = &["/usr/bin/gcc", "-c", "a.c"];
+        const CC1: &[&str] = &["/usr/bin/clang", "-cc1", "-emit-obj"];
+        let (gcc, cc1) = (GCC, CC1);
+        type Row = (Mode, &'static [&'static str], &'static [&'static str]);
+        let ok: Vec<(Row, Vec<&str>)> = vec![
+            ((Mode::Native, gcc, &[]), gcc.to_vec()),
+            ((Mode::Shipped, gcc, &[]), gcc.to_vec()),
+            ((Mode::Native, gcc, cc1), cc1.to_vec()),
+            ((Mode::CrossClangCc1, gcc, cc1), cc1.to_vec()),
+            (
+                (cross(), gcc, &[]),
+                vec!["/usr/bin/gcc", "-c", "a.c", "-isystem", "/usr/include"],
+            ),
+            (
+                (cross(), &["/usr/bin/gcc", "-nostdinc", "-c", "a.c"], &[]),
+                vec!["/usr/bin/gcc", "-nostdinc", "-c", "a.c"],
+            ),
+        ];
+        for ((mode, argv, cc1_argv), want) in ok {
+            let c = mode.command(&job(argv, cc1_argv)).unwrap();
+            assert_eq!(c.program, "/usr/bin/gcc");
+            assert_eq!(c.argv, want, "{mode:?} {argv:?}");
+        }
+        let refused: Vec<(Mode, &[&str], &[&str], CommandError)> = vec![
+            (Mode::CrossClangCc1, gcc, &[], CommandError::NeedsCc1),
+            (
+                Mode::Native,
+                gcc,
+                &["/usr/bin/clang", "-emit-obj"],
+                CommandError::BadCc1,
+            ),
+            (cross(), gcc, cc1, CommandError::Cc1ForGcc),
+            (
+                cross(),
+                &["/usr/bin/gcc", "-frecord-gcc-switches", "-c", "a.c"],
+                &[],
+                CommandError::NotReproducible("-frecord-gcc-switches"),
+            ),
+        ];
+        for (mode, argv, cc1_argv, want) in refused {
+            assert_eq!(mode.command(&job(argv, cc1_argv)), Err(want));
+        }
+    }
+
+    #[test]
+    fn a_cross_gcc_rewrites_the_ident_through_its_assembler_shim() {
+        let c = cross()
+            .command(&job(&["/usr/bin/gcc", "-c", "a.c"], &[]))
+            .unwrap();
+        let env: std::collections::HashMap<_, _> = c.env.iter().cloned().collect();
+        assert_eq!(env["OFFLOAD_AS_REAL"], REAL_AS);
+        assert_eq!(env["OFFLOAD_IDENT_FROM"], "GCC: (cross) 12.2.0");
+        assert_eq!(env["OFFLOAD_IDENT_TO"], "GCC: (Debian 12.2.0-14) 12.2.0");
+        assert_eq!(env["LANG"], "C");
+    }
+}
