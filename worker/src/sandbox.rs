@@ -606,6 +606,44 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// A job's init is killed when the *thread* that cloned it exits (`PR_SET_PDEATHSIG`
+/// follows the thread, not the process), and the runtime's threads come and go: every init
+/// is cloned by one thread that lives as long as the worker.
+type SpawnRequest = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the spawner thread and waits for its result.
+fn on_spawner<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    static SPAWNER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
+        OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new()
+            .name("offload-spawner".into())
+            .spawn(move || {
+                for request in rx {
+                    request();
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!("cannot start the sandbox's spawner thread: {e}");
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let request: SpawnRequest = Box::new(move || {
+        let _ = done_tx.send(f());
+    });
+    let gone = || io::Error::other("the sandbox's spawner thread is gone");
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(request)
+        .map_err(|_| gone())?;
+    done_rx.recv().map_err(|_| gone())?
+}
+
 /// The parent's ends of a started job.
 struct Started {
     job: Job,
@@ -688,12 +726,20 @@ fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
         sync_r,
         init_keeps,
     };
-    // SAFETY: the child runs init_main, which makes raw syscalls on `p` and never returns.
-    let pid = unsafe { clone_fork(layers.clone_flags()) }.map_err(spawn)?;
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe { init_main(&p) }
-    }
+    let prepared = &p as *const Prepared as usize;
+    let flags = layers.clone_flags();
+    let pid = on_spawner(move || {
+        // SAFETY: the child runs init_main, which makes raw syscalls on `p` and never
+        // returns; `p` outlives this call (the caller waits for it) and the child has a copy
+        // of the whole address space, the caller's stack included.
+        let pid = unsafe { clone_fork(flags) }?;
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { init_main(&*(prepared as *const Prepared)) }
+        }
+        Ok(pid)
+    })
+    .map_err(spawn)?;
     drop((devnull, out_w, err_w, status_w));
     // SAFETY: pidfd_open on our own unreaped child.
     let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
