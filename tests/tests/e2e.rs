@@ -20,6 +20,7 @@ mod harness;
 mod hostile;
 mod hostile_job;
 mod hostile_toolchain;
+mod hostile_tree;
 mod probe;
 mod rescan;
 mod ship;
