@@ -347,6 +347,26 @@ fn the_compiler_s_own_path_is_never_made_through_a_link() {
     };
     assert!(reason.contains("symbolic link"), "{reason}");
     assert!(!reason.contains(WORKER_DIR), "{reason}");
+    // A cross compiler at a path gcc finds its parts from (beside the worker's own driver:
+    // a relocated gcc finds no cc1) makes its root (the driver at the host's path, the real
+    // assembler in the worker's `/.offload`) and compiles.
+    let cc = CompilerRef {
+        path: "/usr/bin/gcc-99".into(),
+        ..cc
+    };
+    let mut spec = JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", "a.o"]);
+    spec.system_includes("/usr/bin/gcc")
+        .file(&format!("{d}/a.c"), b"int x;\n");
+    let reply = p.job(&spec.job, &spec.blobs);
+    let JobReply::Done { done, .. } = &reply else {
+        panic!("{}\n{}", summary(&reply), worker.log_text());
+    };
+    assert_eq!(done.status, ExitStatus::Code(0), "{}", summary(&reply));
+    assert!(
+        reply.file(&format!("{d}/a.o")).is_some(),
+        "{}",
+        summary(&reply)
+    );
     legit(&worker);
 }
 

@@ -2,10 +2,12 @@
 //!
 //! The job is hostile and has run by the time its outputs are read, so nothing here
 //! resolves a path the job could have changed. Each writable directory is opened before
-//! the job runs ([`WritableDir::open`]); afterwards its entries are listed through that
-//! handle and each is opened beneath it with `O_NOFOLLOW | O_NONBLOCK`: a link the job put
-//! there is not followed, a FIFO does not block, a directory swapped for a link still
-//! reads the directory the worker made. Only regular files with a single link, owned by the
+//! the job runs (the handle the job root made it through, [`WritableDir::from_fd`]);
+//! afterwards its entries are listed through that handle, each is checked with `fstatat`
+//! (no link followed), and only a regular file is opened beneath it, with
+//! `O_NOFOLLOW | O_NONBLOCK`: a link the job put there is not followed, a FIFO, socket or
+//! device node is never opened, a directory swapped for a link still reads the directory
+//! the worker made. Only regular files with a single link, owned by the
 //! job's user (when it has one), count; sizes are checked with `fstat` before a byte is
 //! read, against one budget for the whole job.
 
@@ -14,8 +16,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::dir::{Dir, Type};
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
 
 /// Why the outputs could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,12 @@ impl WritableDir {
             Mode::empty(),
         )?;
         Ok(WritableDir { host, fd })
+    }
+
+    /// A handle the worker opened on the directory (without following a link) while it made
+    /// the job root, before the job runs.
+    pub fn from_fd(fd: OwnedFd, host: String) -> WritableDir {
+        WritableDir { host, fd }
     }
 }
 
@@ -139,6 +147,13 @@ fn read_beneath(
     rules: Rules,
     total: &mut u64,
 ) -> Result<Option<Vec<u8>>, Skip> {
+    // Anything but a regular file is never opened: opening a device can act on it, and a
+    // FIFO or socket is not an output.
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {}
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Skip::Io(e.into())),
+    }
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
@@ -146,8 +161,10 @@ fn read_beneath(
         | OFlag::O_CLOEXEC;
     let fd = match openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => fd,
-        // A link (ELOOP), or removed meanwhile.
-        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => return Ok(None),
+        // A link (ELOOP), removed meanwhile, or swapped for a socket (ENXIO).
+        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT | nix::errno::Errno::ENXIO) => {
+            return Ok(None);
+        }
         Err(e) => return Err(Skip::Io(e.into())),
     };
     let st = fstat(&fd).map_err(|e| Skip::Io(e.into()))?;
@@ -210,6 +227,58 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         let got = collect(&dirs, rules()).unwrap();
         assert_eq!(got, vec![("/src/a.o".to_string(), b"object".to_vec())]);
+    }
+
+    #[test]
+    fn fifos_sockets_and_devices_are_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("o");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        std::fs::write(out.join("a.o"), b"object").unwrap();
+        let fifo = out.join("fifo.o");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let _sock = std::os::unix::net::UnixListener::bind(out.join("sock.o")).unwrap();
+        // A character device (the null device's numbers), where the test may make one.
+        let dev = std::ffi::CString::new(out.join("null.o").to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a valid C string.
+        let made_dev =
+            unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } == 0;
+        // A writer blocks in open until a reader opens the FIFO: if the harvest opened it,
+        // this open would return.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let f = std::fs::OpenOptions::new().write(true).open(&fifo);
+                let _ = tx.send(());
+                drop(f);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let got = collect(&dirs, rules()).unwrap();
+        assert_eq!(got, vec![("/o/a.o".to_string(), b"object".to_vec())]);
+        // Below the listing's own type check (which file systems without `d_type`, or a
+        // swap after the listing, get past): none of them is opened by name either.
+        let mut total = 0;
+        for name in ["fifo.o", "sock.o", "null.o"] {
+            let got = read_beneath(&dirs[0].fd, name, rules(), &mut total);
+            assert!(matches!(got, Ok(None)), "{name}");
+        }
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the harvest opened the FIFO"
+        );
+        // Release the writer.
+        let _r = std::fs::File::open(&fifo).unwrap();
+        writer.join().unwrap();
+        if !made_dev {
+            eprintln!("no device node made (not root): only FIFOs and sockets checked");
+        }
     }
 
     #[test]
