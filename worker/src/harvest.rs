@@ -82,20 +82,20 @@ pub struct Rules {
 
 /// Every output of the job: (host path, bytes), sorted by path.
 pub fn collect(dirs: &[WritableDir], rules: Rules) -> Result<Vec<(String, Vec<u8>)>, HarvestError> {
-    let mut out = Vec::new();
-    let mut total = 0u64;
+    let io = |dir: &WritableDir, source: std::io::Error| HarvestError::Io {
+        dir: dir.host.clone(),
+        source,
+    };
+    // Every candidate of every directory first.
+    let mut found: Vec<(&WritableDir, String)> = Vec::new();
+    let mut listed = 0usize;
     for dir in dirs {
-        let io = |source: std::io::Error| HarvestError::Io {
-            dir: dir.host.clone(),
-            source,
-        };
-        let fd = dir.fd.try_clone().map_err(io)?;
-        let mut listing = Dir::from_fd(fd).map_err(|e| io(e.into()))?;
-        let mut names = Vec::new();
+        let fd = dir.fd.try_clone().map_err(|e| io(dir, e))?;
+        let mut listing = Dir::from_fd(fd).map_err(|e| io(dir, e.into()))?;
         for entry in listing.iter() {
-            let entry = entry.map_err(|e| io(e.into()))?;
+            let entry = entry.map_err(|e| io(dir, e.into()))?;
             // Directories, links and special files are never outputs; the type is checked
-            // again on the opened file.
+            // again before and after the file is opened.
             if matches!(entry.file_type(), Some(t) if t != Type::File) {
                 continue;
             }
@@ -103,35 +103,65 @@ pub fn collect(dirs: &[WritableDir], rules: Rules) -> Result<Vec<(String, Vec<u8
             if name == b"." || name == b".." {
                 continue;
             }
-            names.push(name.to_vec());
-            if names.len() + out.len() > MAX_FILES {
+            listed += 1;
+            if listed > MAX_FILES {
                 return Err(HarvestError::TooMany(MAX_FILES));
             }
+            if let Ok(text) = std::str::from_utf8(name) {
+                found.push((dir, text.to_owned()));
+            }
         }
-        for name in names {
-            let Ok(text) = std::str::from_utf8(&name) else {
-                continue;
-            };
-            let Some(bytes) =
-                read_beneath(&dir.fd, text, rules, &mut total).map_err(|e| match e {
-                    Skip::Io(source) => io(source),
-                    Skip::TooLarge => HarvestError::TooLarge {
-                        limit: rules.max_bytes,
-                    },
-                })?
-            else {
-                continue;
-            };
-            let host = if dir.host == "/" {
-                format!("/{text}")
-            } else {
-                format!("{}/{text}", dir.host)
-            };
-            out.push((host, bytes));
+    }
+    // The sizes of all of them before a byte of any is read: the budget is the job's, so
+    // files each under it cannot make the worker read past it.
+    let too_large = HarvestError::TooLarge {
+        limit: rules.max_bytes,
+    };
+    let mut announced = 0u64;
+    for (dir, name) in &found {
+        if let Some(size) = output_size(&dir.fd, name, rules).map_err(|e| io(dir, e))? {
+            announced = announced.saturating_add(size);
+            if announced > rules.max_bytes {
+                return Err(too_large);
+            }
         }
+    }
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for (dir, name) in found {
+        let read = read_beneath(&dir.fd, &name, rules, &mut total).map_err(|e| match e {
+            Skip::Io(source) => io(dir, source),
+            Skip::TooLarge => HarvestError::TooLarge {
+                limit: rules.max_bytes,
+            },
+        })?;
+        let Some(bytes) = read else {
+            continue;
+        };
+        let host = if dir.host == "/" {
+            format!("/{name}")
+        } else {
+            format!("{}/{name}", dir.host)
+        };
+        out.push((host, bytes));
     }
     out.sort();
     Ok(out)
+}
+
+/// The size of `name` beneath `dir` if it would be an output (a regular file with one
+/// link, of the job's user), from `fstatat` without following a link; `None` otherwise.
+fn output_size(dir: &OwnedFd, name: &str, rules: Rules) -> std::io::Result<Option<u64>> {
+    let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !is_file || st.st_nlink != 1 || rules.owner.is_some_and(|u| u != st.st_uid) {
+        return Ok(None);
+    }
+    Ok(Some(u64::try_from(st.st_size).unwrap_or(u64::MAX)))
 }
 
 enum Skip {
@@ -307,6 +337,36 @@ mod tests {
         f.set_len(4 << 30).unwrap();
         let err = collect(&dirs, rules()).unwrap_err();
         assert!(matches!(err, HarvestError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_budget_is_checked_for_all_outputs_before_any_is_read() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let dirs = open_all(&root, &[a.clone(), b.clone()]).unwrap();
+        // Each under the budget, in directories of their own, together over it.
+        let small = Rules {
+            max_bytes: 1 << 20,
+            ..rules()
+        };
+        std::fs::File::create(a.join("x.o"))
+            .unwrap()
+            .set_len(600 << 10)
+            .unwrap();
+        std::fs::File::create(b.join("y.o"))
+            .unwrap()
+            .set_len(600 << 10)
+            .unwrap();
+        let err = collect(&dirs, small).unwrap_err();
+        assert!(matches!(err, HarvestError::TooLarge { .. }), "{err}");
+        // The same sizes through links and hard links do not count.
+        std::fs::remove_file(b.join("y.o")).unwrap();
+        symlink(a.join("x.o"), b.join("link.o")).unwrap();
+        let got = collect(&dirs, small).unwrap();
+        assert_eq!(got.len(), 1);
     }
 
     #[test]
