@@ -19,6 +19,10 @@ pub enum Refusal {
     /// An empty argv.
     #[error("the job has no command")]
     Empty,
+    /// A working directory that is not absolute and normalised: `chroot` keeps the working
+    /// directory, so a relative one would start the compiler outside its root.
+    #[error("the job's working directory {0:?} is not an absolute normalised path")]
+    WorkingDirectory(String),
     /// The command is not one a host sends remote.
     #[error("the command is not a remote compile: {0}")]
     NotRemote(LocalReason),

@@ -71,6 +71,10 @@ pub enum TreeError {
         /// The file it would pass through.
         file: String,
     },
+    /// A path the worker keeps for itself in every job root: its own directory
+    /// [`WORKER_DIR`], and `/tmp` as anything but a directory.
+    #[error("tree path {0:?} is reserved for the worker in the job root")]
+    Reserved(String),
     /// More entries than the limit.
     #[error("tree has {0} entries, more than the limit")]
     TooLarge(usize),
@@ -78,6 +82,20 @@ pub enum TreeError {
 
 /// At most this many entries in one job's tree.
 pub const MAX_ENTRIES: usize = 200_000;
+
+/// The worker's own directory in a job root (a cross toolchain's real assembler lives
+/// there); no tree entry may be at or below it.
+pub const WORKER_DIR: &str = "/.offload";
+
+/// Whether the tree may not hold `entry`: at or below [`WORKER_DIR`], or a `/tmp` that is
+/// not a directory (the worker makes the job's `/tmp` itself).
+fn is_reserved(entry: &TreeEntry) -> bool {
+    let p = entry.path.as_str();
+    let below_worker = p
+        .strip_prefix(WORKER_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    below_worker || (p == "/tmp" && !matches!(entry.kind, EntryKind::Dir { .. }))
+}
 
 /// True when `path` is absolute, has no `.`/`..`/empty components, no NUL, and is not `/`.
 pub fn is_normal_absolute(path: &str) -> bool {
@@ -92,8 +110,9 @@ pub fn is_normal_absolute(path: &str) -> bool {
 }
 
 /// Checks that a tree can be created without following any of its own links: every path is
-/// absolute and normalised, appears once, and has no link or file as a proper ancestor.
-/// Ancestors that are not listed are created as plain directories.
+/// absolute and normalised, appears once, is not reserved for the worker (see
+/// [`WORKER_DIR`]), and has no link or file as a proper ancestor. Ancestors that are not
+/// listed are created as plain directories.
 pub fn validate(entries: &[TreeEntry]) -> Result<(), TreeError> {
     if entries.len() > MAX_ENTRIES {
         return Err(TreeError::TooLarge(entries.len()));
@@ -102,6 +121,9 @@ pub fn validate(entries: &[TreeEntry]) -> Result<(), TreeError> {
     for e in entries {
         if !is_normal_absolute(&e.path) {
             return Err(TreeError::BadPath(e.path.clone()));
+        }
+        if is_reserved(e) {
+            return Err(TreeError::Reserved(e.path.clone()));
         }
         if kinds.insert(&e.path, &e.kind).is_some() {
             return Err(TreeError::Duplicate(e.path.clone()));
@@ -200,6 +222,21 @@ mod tests {
                 Err(TreeError::Duplicate("/a".into())),
             ),
             (vec![file("rel")], Err(TreeError::BadPath("rel".into()))),
+            (vec![dir("/tmp"), file("/tmp/a.c")], Ok(())),
+            (
+                vec![link("/tmp", "/etc")],
+                Err(TreeError::Reserved("/tmp".into())),
+            ),
+            (vec![file("/tmp")], Err(TreeError::Reserved("/tmp".into()))),
+            (
+                vec![dir("/.offload")],
+                Err(TreeError::Reserved("/.offload".into())),
+            ),
+            (
+                vec![file("/.offload/as")],
+                Err(TreeError::Reserved("/.offload/as".into())),
+            ),
+            (vec![dir("/.offloadx"), dir("/tmpx")], Ok(())),
         ];
         for (entries, want) in cases {
             assert_eq!(validate(&entries), want, "{entries:?}");

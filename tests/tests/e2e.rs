@@ -21,6 +21,7 @@ mod hostile;
 mod hostile_conn;
 mod hostile_job;
 mod hostile_toolchain;
+mod hostile_tree;
 mod probe;
 mod rescan;
 mod ship;

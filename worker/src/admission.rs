@@ -14,10 +14,20 @@ use crate::store::Store;
 /// Largest response file read (command lines are kilobytes).
 const MAX_RESPONSE_FILE: u64 = 1 << 20;
 
-/// Checks the job's command, its `-cc1` command and its environment.
+/// Checks the job's working directory, its command, its `-cc1` command and its environment.
 pub fn check(job: &JobRequest, store: &Store) -> Result<(), Refusal> {
+    if !working_directory_ok(&job.cwd) {
+        return Err(Refusal::WorkingDirectory(job.cwd.clone()));
+    }
     let mut read = |p: &Path| read_from_tree(job, store, p);
     admit(&job.argv, &job.cc1_argv, &job.env, &mut read)
+}
+
+/// Whether `cwd` is absolute and normalised (or `/`): the compiler changes to it after its
+/// `chroot`, which leaves the working directory outside the root, so only an absolute one
+/// lands inside.
+fn working_directory_ok(cwd: &str) -> bool {
+    cwd == "/" || offload_shared::tree::is_normal_absolute(cwd)
 }
 
 /// A response file's bytes: the tree's file at that path (relative to the job's directory),
@@ -64,6 +74,23 @@ fn normal(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_absolute_normal_working_directories() {
+        for (cwd, ok) in [
+            ("/", true),
+            ("/tmp/b", true),
+            (".", false),
+            ("", false),
+            ("../../..", false),
+            ("src", false),
+            ("/a/../..", false),
+            ("/a//b", false),
+            ("/a\0b", false),
+        ] {
+            assert_eq!(working_directory_ok(cwd), ok, "{cwd:?}");
+        }
+    }
 
     #[test]
     fn paths_are_normalised_lexically() {

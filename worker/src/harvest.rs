@@ -2,10 +2,12 @@
 //!
 //! The job is hostile and has run by the time its outputs are read, so nothing here
 //! resolves a path the job could have changed. Each writable directory is opened before
-//! the job runs ([`WritableDir::open`]); afterwards its entries are listed through that
-//! handle and each is opened beneath it with `O_NOFOLLOW | O_NONBLOCK`: a link the job put
-//! there is not followed, a FIFO does not block, a directory swapped for a link still
-//! reads the directory the worker made. Only regular files with a single link, owned by the
+//! the job runs (the handle the job root made it through, [`WritableDir::from_fd`]);
+//! afterwards its entries are listed through that handle, each is checked with `fstatat`
+//! (no link followed), and only a regular file is opened beneath it, with
+//! `O_NOFOLLOW | O_NONBLOCK`: a link the job put there is not followed, a FIFO, socket or
+//! device node is never opened, a directory swapped for a link still reads the directory
+//! the worker made. Only regular files with a single link, owned by the
 //! job's user (when it has one), count; sizes are checked with `fstat` before a byte is
 //! read, against one budget for the whole job.
 
@@ -14,8 +16,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::dir::{Dir, Type};
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
 
 /// Why the outputs could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,12 @@ impl WritableDir {
         )?;
         Ok(WritableDir { host, fd })
     }
+
+    /// A handle the worker opened on the directory (without following a link) while it made
+    /// the job root, before the job runs.
+    pub fn from_fd(fd: OwnedFd, host: String) -> WritableDir {
+        WritableDir { host, fd }
+    }
 }
 
 /// What counts as an output.
@@ -74,20 +82,20 @@ pub struct Rules {
 
 /// Every output of the job: (host path, bytes), sorted by path.
 pub fn collect(dirs: &[WritableDir], rules: Rules) -> Result<Vec<(String, Vec<u8>)>, HarvestError> {
-    let mut out = Vec::new();
-    let mut total = 0u64;
+    let io = |dir: &WritableDir, source: std::io::Error| HarvestError::Io {
+        dir: dir.host.clone(),
+        source,
+    };
+    // Every candidate of every directory first.
+    let mut found: Vec<(&WritableDir, String)> = Vec::new();
+    let mut listed = 0usize;
     for dir in dirs {
-        let io = |source: std::io::Error| HarvestError::Io {
-            dir: dir.host.clone(),
-            source,
-        };
-        let fd = dir.fd.try_clone().map_err(io)?;
-        let mut listing = Dir::from_fd(fd).map_err(|e| io(e.into()))?;
-        let mut names = Vec::new();
+        let fd = dir.fd.try_clone().map_err(|e| io(dir, e))?;
+        let mut listing = Dir::from_fd(fd).map_err(|e| io(dir, e.into()))?;
         for entry in listing.iter() {
-            let entry = entry.map_err(|e| io(e.into()))?;
+            let entry = entry.map_err(|e| io(dir, e.into()))?;
             // Directories, links and special files are never outputs; the type is checked
-            // again on the opened file.
+            // again before and after the file is opened.
             if matches!(entry.file_type(), Some(t) if t != Type::File) {
                 continue;
             }
@@ -95,35 +103,65 @@ pub fn collect(dirs: &[WritableDir], rules: Rules) -> Result<Vec<(String, Vec<u8
             if name == b"." || name == b".." {
                 continue;
             }
-            names.push(name.to_vec());
-            if names.len() + out.len() > MAX_FILES {
+            listed += 1;
+            if listed > MAX_FILES {
                 return Err(HarvestError::TooMany(MAX_FILES));
             }
+            if let Ok(text) = std::str::from_utf8(name) {
+                found.push((dir, text.to_owned()));
+            }
         }
-        for name in names {
-            let Ok(text) = std::str::from_utf8(&name) else {
-                continue;
-            };
-            let Some(bytes) =
-                read_beneath(&dir.fd, text, rules, &mut total).map_err(|e| match e {
-                    Skip::Io(source) => io(source),
-                    Skip::TooLarge => HarvestError::TooLarge {
-                        limit: rules.max_bytes,
-                    },
-                })?
-            else {
-                continue;
-            };
-            let host = if dir.host == "/" {
-                format!("/{text}")
-            } else {
-                format!("{}/{text}", dir.host)
-            };
-            out.push((host, bytes));
+    }
+    // The sizes of all of them before a byte of any is read: the budget is the job's, so
+    // files each under it cannot make the worker read past it.
+    let too_large = HarvestError::TooLarge {
+        limit: rules.max_bytes,
+    };
+    let mut announced = 0u64;
+    for (dir, name) in &found {
+        if let Some(size) = output_size(&dir.fd, name, rules).map_err(|e| io(dir, e))? {
+            announced = announced.saturating_add(size);
+            if announced > rules.max_bytes {
+                return Err(too_large);
+            }
         }
+    }
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for (dir, name) in found {
+        let read = read_beneath(&dir.fd, &name, rules, &mut total).map_err(|e| match e {
+            Skip::Io(source) => io(dir, source),
+            Skip::TooLarge => HarvestError::TooLarge {
+                limit: rules.max_bytes,
+            },
+        })?;
+        let Some(bytes) = read else {
+            continue;
+        };
+        let host = if dir.host == "/" {
+            format!("/{name}")
+        } else {
+            format!("{}/{name}", dir.host)
+        };
+        out.push((host, bytes));
     }
     out.sort();
     Ok(out)
+}
+
+/// The size of `name` beneath `dir` if it would be an output (a regular file with one
+/// link, of the job's user), from `fstatat` without following a link; `None` otherwise.
+fn output_size(dir: &OwnedFd, name: &str, rules: Rules) -> std::io::Result<Option<u64>> {
+    let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !is_file || st.st_nlink != 1 || rules.owner.is_some_and(|u| u != st.st_uid) {
+        return Ok(None);
+    }
+    Ok(Some(u64::try_from(st.st_size).unwrap_or(u64::MAX)))
 }
 
 enum Skip {
@@ -139,6 +177,13 @@ fn read_beneath(
     rules: Rules,
     total: &mut u64,
 ) -> Result<Option<Vec<u8>>, Skip> {
+    // Anything but a regular file is never opened: opening a device can act on it, and a
+    // FIFO or socket is not an output.
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {}
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Skip::Io(e.into())),
+    }
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
@@ -146,8 +191,10 @@ fn read_beneath(
         | OFlag::O_CLOEXEC;
     let fd = match openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => fd,
-        // A link (ELOOP), or removed meanwhile.
-        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => return Ok(None),
+        // A link (ELOOP), removed meanwhile, or swapped for a socket (ENXIO).
+        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT | nix::errno::Errno::ENXIO) => {
+            return Ok(None);
+        }
         Err(e) => return Err(Skip::Io(e.into())),
     };
     let st = fstat(&fd).map_err(|e| Skip::Io(e.into()))?;
@@ -213,6 +260,58 @@ mod tests {
     }
 
     #[test]
+    fn fifos_sockets_and_devices_are_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let out = root.join("o");
+        std::fs::create_dir(&out).unwrap();
+        let dirs = open_all(&root, std::slice::from_ref(&out)).unwrap();
+        std::fs::write(out.join("a.o"), b"object").unwrap();
+        let fifo = out.join("fifo.o");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let _sock = std::os::unix::net::UnixListener::bind(out.join("sock.o")).unwrap();
+        // A character device (the null device's numbers), where the test may make one.
+        let dev = std::ffi::CString::new(out.join("null.o").to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a valid C string.
+        let made_dev =
+            unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } == 0;
+        // A writer blocks in open until a reader opens the FIFO: if the harvest opened it,
+        // this open would return.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let f = std::fs::OpenOptions::new().write(true).open(&fifo);
+                let _ = tx.send(());
+                drop(f);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let got = collect(&dirs, rules()).unwrap();
+        assert_eq!(got, vec![("/o/a.o".to_string(), b"object".to_vec())]);
+        // Below the listing's own type check (which file systems without `d_type`, or a
+        // swap after the listing, get past): none of them is opened by name either.
+        let mut total = 0;
+        for name in ["fifo.o", "sock.o", "null.o"] {
+            let got = read_beneath(&dirs[0].fd, name, rules(), &mut total);
+            assert!(matches!(got, Ok(None)), "{name}");
+        }
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the harvest opened the FIFO"
+        );
+        // Release the writer.
+        let _r = std::fs::File::open(&fifo).unwrap();
+        writer.join().unwrap();
+        if !made_dev {
+            eprintln!("no device node made (not root): only FIFOs and sockets checked");
+        }
+    }
+
+    #[test]
     fn a_directory_swapped_for_a_link_is_still_the_worker_s() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().canonicalize().unwrap();
@@ -238,6 +337,36 @@ mod tests {
         f.set_len(4 << 30).unwrap();
         let err = collect(&dirs, rules()).unwrap_err();
         assert!(matches!(err, HarvestError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_budget_is_checked_for_all_outputs_before_any_is_read() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let dirs = open_all(&root, &[a.clone(), b.clone()]).unwrap();
+        // Each under the budget, in directories of their own, together over it.
+        let small = Rules {
+            max_bytes: 1 << 20,
+            ..rules()
+        };
+        std::fs::File::create(a.join("x.o"))
+            .unwrap()
+            .set_len(600 << 10)
+            .unwrap();
+        std::fs::File::create(b.join("y.o"))
+            .unwrap()
+            .set_len(600 << 10)
+            .unwrap();
+        let err = collect(&dirs, small).unwrap_err();
+        assert!(matches!(err, HarvestError::TooLarge { .. }), "{err}");
+        // The same sizes through links and hard links do not count.
+        std::fs::remove_file(b.join("y.o")).unwrap();
+        symlink(a.join("x.o"), b.join("link.o")).unwrap();
+        let got = collect(&dirs, small).unwrap();
+        assert_eq!(got.len(), 1);
     }
 
     #[test]
