@@ -16,11 +16,17 @@ const MAX_RESPONSE_FILE: u64 = 1 << 20;
 
 /// Checks the job's working directory, its command, its `-cc1` command and its environment.
 pub fn check(job: &JobRequest, store: &Store) -> Result<(), Refusal> {
+    check_cwd(job)?;
+    let mut read = |p: &Path| read_from_tree(job, store, p);
+    admit(&job.argv, &job.cc1_argv, &job.env, &mut read)
+}
+
+/// Checks the job's working directory alone (before its blobs are fetched).
+pub fn check_cwd(job: &JobRequest) -> Result<(), Refusal> {
     if !working_directory_ok(&job.cwd) {
         return Err(Refusal::WorkingDirectory(job.cwd.clone()));
     }
-    let mut read = |p: &Path| read_from_tree(job, store, p);
-    admit(&job.argv, &job.cc1_argv, &job.env, &mut read)
+    Ok(())
 }
 
 /// Whether `cwd` is absolute and normalised (or `/`): the compiler changes to it after its

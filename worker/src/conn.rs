@@ -484,6 +484,15 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             self.reject(id, &JobError::Stopping).await?;
             return Ok(Next::Close);
         }
+        // A tree or working directory the job root would refuse is refused before its
+        // blobs are asked for: they would only churn the store.
+        let early = offload_shared::tree::validate(&job.tree)
+            .map_err(|e| JobError::Root(e.into()))
+            .and_then(|()| crate::admission::check_cwd(&job).map_err(JobError::Refused));
+        if let Err(e) = early {
+            self.reject(id, &e).await?;
+            return Ok(Next::Continue);
+        }
         let worker = self.worker;
         let store = &worker.store;
         let mut seen = HashSet::new();
