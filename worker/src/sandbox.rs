@@ -466,7 +466,8 @@ const ST_SETUID: u32 = 12;
 const ST_NO_NEW_PRIVS: u32 = 13;
 const ST_RLIMIT: u32 = 14;
 const ST_EXEC: u32 = 15;
-const STAGES: [&str; 16] = [
+const ST_CAPS: u32 = 16;
+const STAGES: [&str; 17] = [
     "stdio",
     "user namespace",
     "private /",
@@ -483,6 +484,7 @@ const STAGES: [&str; 16] = [
     "no_new_privs",
     "rlimit",
     "exec",
+    "dropping capabilities",
 ];
 
 // What init reports on the status pipe: tag, then two values.
@@ -964,6 +966,56 @@ unsafe fn compiler_fail(fd: RawFd, stage: u32) -> ! {
     }
 }
 
+/// Drops every capability from the bounding, ambient, effective, permitted and
+/// inheritable sets with raw system calls; 0 or -1.
+///
+/// # Safety
+/// Raw system calls only (callable after `clone`).
+unsafe fn drop_capabilities() -> c_int {
+    // SAFETY: plain syscalls on stack memory.
+    unsafe {
+        // The bounding set: capabilities past the kernel's last fail with EINVAL.
+        for cap in 0..64 {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: c_int,
+        }
+        #[repr(C)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let none = [
+            Data {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            Data {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+        ];
+        libc::syscall(libc::SYS_capset, &header, none.as_ptr()) as c_int
+    }
+}
+
 /// PID 2: confines itself and executes the compiler.
 unsafe fn compiler_main(p: &Prepared, err_w: RawFd) -> ! {
     // SAFETY: raw syscalls on memory prepared before the clone; see the module doc.
@@ -985,6 +1037,12 @@ unsafe fn compiler_main(p: &Prepared, err_w: RawFd) -> ! {
             if libc::syscall(libc::SYS_setuid, u.uid) != 0 {
                 compiler_fail(err_w, ST_SETUID);
             }
+        }
+        if p.user.is_none() && drop_capabilities() != 0 {
+            // Without a user of its own (a worker in a user namespace), the job is that
+            // namespace's root: without capabilities it can neither chroot out, mount,
+            // nor override file permissions.
+            compiler_fail(err_w, ST_CAPS);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             compiler_fail(err_w, ST_NO_NEW_PRIVS);
@@ -1393,6 +1451,27 @@ mod tests {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         assert_ne!(text(&out.stdout).trim(), host.trim());
         assert_eq!(text(&out.stdout), "offload-job\n");
+    }
+
+    /// A job without a user of its own (a worker in a user namespace runs it as that
+    /// namespace's root) has no capability left: it cannot chroot out of its root.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_without_a_user_of_its_own_has_no_capabilities() {
+        let root = job_root();
+        std::fs::create_dir(root.path().join("proc")).unwrap();
+        let out = sh(
+            root.path(),
+            "busybox grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status; busybox chroot / busybox true; echo rc=$?",
+        )
+        .await
+        .unwrap();
+        let so = text(&out.stdout);
+        assert!(so.ends_with("rc=1\n"), "{out:?}");
+        let caps: Vec<&str> = so.lines().filter(|l| l.starts_with("Cap")).collect();
+        assert_eq!(caps.len(), 4, "{out:?}");
+        for line in caps {
+            assert!(line.ends_with("0000000000000000"), "{line}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
