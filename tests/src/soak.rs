@@ -72,6 +72,13 @@ pub struct Config {
     /// Make the local reference compiles one at a time on this CPU (their times are then the
     /// baseline of [`Report::overhead`]); otherwise `connections` at once, unpinned.
     pub local_cpu: Option<usize>,
+    /// Make each job's local reference just before the job is sent, on its connection's
+    /// thread, rather than all of them before the worker starts: local and remote compiles
+    /// then alternate, and a change in the machine's load affects both alike.
+    pub interleave_local: bool,
+    /// Mount a tmpfs on the source directory (and use it as the local compiles' `TMPDIR`),
+    /// so that local compiles write where a worker whose work directory is a tmpfs does.
+    pub local_tmpfs: bool,
     /// Attempts per job before it counts as lost.
     pub max_attempts: u32,
 }
@@ -90,6 +97,8 @@ impl Default for Config {
             keep_work_dir: true,
             worker_cpu: None,
             local_cpu: None,
+            interleave_local: false,
+            local_tmpfs: false,
             max_attempts: 5,
         }
     }
@@ -99,8 +108,9 @@ impl Config {
     /// [`Config::default`], with any of these environment variables overriding its fields:
     /// `SOAK_JOBS`, `SOAK_RESTART_EVERY`, `SOAK_CONNECTIONS`, `SOAK_JOBS_PER_CONNECTION`,
     /// `SOAK_SAMPLE_EVERY`, `SOAK_WARMUP_SAMPLES`, `SOAK_WINDOW`, `SOAK_SLOTS`,
-    /// `SOAK_KEEP_WORK_DIR` (0/1), `SOAK_WORKER_CPU`, `SOAK_LOCAL_CPU` (a CPU number, or
-    /// empty for none). Panics on a value that does not parse.
+    /// `SOAK_KEEP_WORK_DIR`, `SOAK_INTERLEAVE_LOCAL`, `SOAK_LOCAL_TMPFS` (0/1),
+    /// `SOAK_WORKER_CPU`, `SOAK_LOCAL_CPU` (a CPU number, or empty for none). Panics on a
+    /// value that does not parse.
     pub fn from_env(base: Config) -> Config {
         fn get<T: std::str::FromStr>(name: &str, field: &mut T) {
             if let Ok(v) = std::env::var(name) {
@@ -130,9 +140,15 @@ impl Config {
         get("SOAK_WARMUP_SAMPLES", &mut c.warmup_samples);
         get("SOAK_WINDOW", &mut c.window);
         get("SOAK_SLOTS", &mut c.slots);
-        let mut keep = u8::from(c.keep_work_dir);
-        get("SOAK_KEEP_WORK_DIR", &mut keep);
-        c.keep_work_dir = keep != 0;
+        for (name, flag) in [
+            ("SOAK_KEEP_WORK_DIR", &mut c.keep_work_dir),
+            ("SOAK_INTERLEAVE_LOCAL", &mut c.interleave_local),
+            ("SOAK_LOCAL_TMPFS", &mut c.local_tmpfs),
+        ] {
+            let mut v = u8::from(*flag);
+            get(name, &mut v);
+            *flag = v != 0;
+        }
         get_opt("SOAK_WORKER_CPU", &mut c.worker_cpu);
         get_opt("SOAK_LOCAL_CPU", &mut c.local_cpu);
         c
@@ -249,6 +265,8 @@ pub struct JobRecord {
     pub problems: Vec<String>,
     /// Sending the job to receiving its reply, µs (the successful attempt).
     pub round_trip_us: u64,
+    /// The local reference compile of the same source, µs.
+    pub local_us: u64,
     /// The worker's reported `compile_ms`.
     pub compile_ms: u64,
 }
@@ -267,8 +285,6 @@ pub struct Report {
     pub config: Config,
     /// Per job, by job number.
     pub jobs: Vec<JobRecord>,
-    /// Wall time of the local reference compile of each job, µs.
-    pub local_us: Vec<u64>,
     /// Each run of the worker.
     pub lifetimes: Vec<Lifetime>,
     /// Restarts done.
@@ -416,7 +432,8 @@ fn pin_self(cpu: usize) -> std::io::Result<()> {
 
 /// Compiles job `n` locally in `dir`, as the worker will (same path, same command, the
 /// host's clean environment); the object's digest and the compile's wall time.
-fn reference(dir: &Path, n: usize, cpu: Option<usize>) -> Result<Expected, String> {
+/// With `tmpdir`, gcc's temporary files go to `dir` too.
+fn reference(dir: &Path, n: usize, cpu: Option<usize>, tmpdir: bool) -> Result<Expected, String> {
     let (src, c, o) = job_files(n);
     std::fs::write(dir.join(&c), &src).map_err(|e| format!("{c}: {e}"))?;
     let argv = argv_of(n);
@@ -426,6 +443,9 @@ fn reference(dir: &Path, n: usize, cpu: Option<usize>) -> Result<Expected, Strin
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LC_ALL", "C");
+    if tmpdir {
+        cmd.env("TMPDIR", dir);
+    }
     if let Some(cpu) = cpu {
         use std::os::unix::process::CommandExt;
         // SAFETY: sched_setaffinity only, between fork and exec.
@@ -448,10 +468,15 @@ fn reference(dir: &Path, n: usize, cpu: Option<usize>) -> Result<Expected, Strin
     })
 }
 
-/// Every job's reference: one at a time on `cpu`, or `threads` at once.
-fn references(dir: &Path, jobs: usize, cpu: Option<usize>, threads: usize) -> Vec<Expected> {
+/// Every job's reference: one at a time on `cfg.local_cpu`, or `cfg.connections` at once.
+fn references(dir: &Path, cfg: &Config) -> Vec<Expected> {
+    let (jobs, cpu) = (cfg.jobs, cfg.local_cpu);
     let next = AtomicUsize::new(0);
-    let threads = if cpu.is_some() { 1 } else { threads.max(1) };
+    let threads = if cpu.is_some() {
+        1
+    } else {
+        cfg.connections.max(1)
+    };
     let mut all: Vec<(usize, Expected)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -462,7 +487,8 @@ fn references(dir: &Path, jobs: usize, cpu: Option<usize>, threads: usize) -> Ve
                         if n >= jobs {
                             return mine;
                         }
-                        let e = reference(dir, n, cpu).unwrap_or_else(|e| panic!("{e}"));
+                        let e = reference(dir, n, cpu, cfg.local_tmpfs)
+                            .unwrap_or_else(|e| panic!("{e}"));
                         mine.push((n, e));
                     }
                 })
@@ -496,6 +522,7 @@ struct Shared<'a> {
     dir: String,
     cc: CompilerRef,
     base: JobSpec,
+    /// Made before the run, or empty with [`Config::interleave_local`].
     expected: &'a [Expected],
     ctl: Mutex<Ctl>,
     cv: Condvar,
@@ -596,12 +623,15 @@ fn close(p: Peer) -> Option<String> {
 
 /// Sends job `n` until it gets an answer (a restart cuts an attempt: the job goes again on
 /// a new connection).
-fn run_job(sh: &Shared<'_>, n: usize, peer: &mut Option<Peer>) -> JobRecord {
+fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Peer>) -> JobRecord {
     let spec = sh.spec(n);
     let id = spec.job.job_id;
     let (_, _, o) = job_files(n);
     let out_path = format!("{}/{o}", sh.dir);
-    let mut rec = JobRecord::default();
+    let mut rec = JobRecord {
+        local_us: expected.local_us,
+        ..JobRecord::default()
+    };
     while rec.attempts < sh.cfg.max_attempts {
         rec.attempts += 1;
         let generation = sh.generation.load(Ordering::SeqCst);
@@ -654,7 +684,7 @@ fn run_job(sh: &Shared<'_>, n: usize, peer: &mut Option<Peer>) -> JobRecord {
                         .push(format!("outputs {names:?}, expected only {out_path}"));
                 }
                 if let Some(obj) = files.get(&out_path)
-                    && Digest::of(obj) != sh.expected[n].digest
+                    && Digest::of(obj) != expected.digest
                 {
                     rec.problems
                         .push(format!("{out_path} differs from the local compile"));
@@ -687,7 +717,12 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
     let mut on_this = 0;
     while let Some(n) = sh.claim() {
         running.busy = true;
-        let rec = run_job(sh, n, &mut peer);
+        let expected = match sh.expected.get(n) {
+            Some(e) => *e,
+            None => reference(Path::new(&sh.dir), n, sh.cfg.local_cpu, sh.cfg.local_tmpfs)
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        let rec = run_job(sh, n, expected, &mut peer);
         running.busy = false;
         sh.answered();
         out.push((n, rec));
@@ -707,6 +742,27 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
         unsolicited.push(format!("at the end: {frame}"));
     }
     (out, unsolicited)
+}
+
+/// A tmpfs mounted on a directory of the host, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 fn count_entries(dir: &Path) -> usize {
@@ -802,8 +858,13 @@ pub fn run(name: &str, cfg: &Config) -> (Report, NetnsWorker) {
     assert!(cfg.jobs > 0 && cfg.connections > 0 && cfg.sample_every > 0);
     let dir = crate::twice::fresh_dir(name);
     let dir_s = dir.to_string_lossy().into_owned();
+    let tmpfs = cfg.local_tmpfs.then(|| Tmpfs::mount(&dir));
     let t0 = Instant::now();
-    let expected = references(&dir, cfg.jobs, cfg.local_cpu, cfg.connections);
+    let expected = if cfg.interleave_local {
+        Vec::new()
+    } else {
+        references(&dir, cfg)
+    };
     let reference_duration = t0.elapsed();
     let host_work = PathBuf::from(format!(
         "/var/tmp/offload-e2e-{name}-{}",
@@ -942,11 +1003,11 @@ pub fn run(name: &str, cfg: &Config) -> (Report, NetnsWorker) {
         // run's.
         let _ = std::fs::remove_dir_all(&host_work);
     }
+    drop(tmpfs);
     let _ = std::fs::remove_dir_all(&dir);
     let report = Report {
         config: cfg.clone(),
         jobs,
-        local_us: expected.iter().map(|e| e.local_us).collect(),
         lifetimes,
         restarts,
         duration,
@@ -1060,7 +1121,7 @@ impl Report {
             if j.attempts != 1 || j.replies != 1 {
                 continue;
             }
-            let l = self.local_us[n] as f64;
+            let l = j.local_us as f64;
             local.push(l);
             total.push(t.total_us as f64);
             root.push(t.root_us as f64);
@@ -1161,13 +1222,12 @@ impl Report {
             .map(|j| j.round_trip_us as f64 / 1000.0)
             .collect();
         let r = Stats::of(&rtt);
-        let l = Stats::of(
-            &self
-                .local_us
-                .iter()
-                .map(|&x| x as f64 / 1000.0)
-                .collect::<Vec<_>>(),
-        );
+        let local: Vec<f64> = self
+            .jobs
+            .iter()
+            .map(|j| j.local_us as f64 / 1000.0)
+            .collect();
+        let l = Stats::of(&local);
         let _ = writeln!(
             s,
             "\nRound trip per job (not cut): median {:.1} ms, p95 {:.1} ms; local compile: median {:.1} ms, p95 {:.1} ms",

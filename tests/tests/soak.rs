@@ -70,9 +70,12 @@ fn long() {
     check(&report, &worker, Bounds::default());
 }
 
-/// `bench/overhead.sh`: 1,000 sequential jobs on one connection, worker and local compiles
-/// on one CPU (`SOAK_WORKER_CPU`, `SOAK_LOCAL_CPU`, default 1), and the worker's own timings
-/// against the local compile of the same source. Needs `OFFLOAD_LOG=offload_worker=debug`.
+/// `bench/overhead.sh`: 1,000 sequential jobs on one connection, each right after the local
+/// compile of the same source, worker and local compiles on one CPU (`SOAK_WORKER_CPU`,
+/// `SOAK_LOCAL_CPU`, default 1), both writing to a tmpfs (the worker's work directory and
+/// the local source directory; `SOAK_KEEP_WORK_DIR=1 SOAK_LOCAL_TMPFS=0` puts both on
+/// `/var/tmp` and `/tmp`'s file system instead), and the worker's own timings against the
+/// local compile. Needs `OFFLOAD_LOG=offload_worker=debug`.
 #[test]
 #[ignore = "a measurement; run by bench/overhead.sh"]
 fn overhead() {
@@ -85,8 +88,11 @@ fn overhead() {
         warmup_samples: 1,
         window: 3,
         slots: 1,
+        keep_work_dir: false,
         worker_cpu: Some(1),
         local_cpu: Some(1),
+        interleave_local: true,
+        local_tmpfs: true,
         ..Config::default()
     });
     let (report, worker) = soak::run("soak-overhead", &cfg);
