@@ -621,9 +621,12 @@ fn close(p: Peer) -> Option<String> {
     }
 }
 
+/// A connection, and the restart generation it was opened in.
+type Conn = (Peer, u64);
+
 /// Sends job `n` until it gets an answer (a restart cuts an attempt: the job goes again on
 /// a new connection).
-fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Peer>) -> JobRecord {
+fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Conn>) -> JobRecord {
     let spec = sh.spec(n);
     let id = spec.job.job_id;
     let (_, _, o) = job_files(n);
@@ -634,7 +637,11 @@ fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Peer
     };
     while rec.attempts < sh.cfg.max_attempts {
         rec.attempts += 1;
-        let generation = sh.generation.load(Ordering::SeqCst);
+        // A connection opened before a restart is cut by it, even if idle meanwhile.
+        let generation = match peer {
+            Some((_, g)) => *g,
+            None => sh.generation.load(Ordering::SeqCst),
+        };
         let failed = |rec: &mut JobRecord, what: String| {
             if sh.generation.load(Ordering::SeqCst) == generation {
                 rec.problems
@@ -643,10 +650,10 @@ fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Peer
                 rec.cut += 1;
             }
         };
-        let p = match peer {
-            Some(p) => p,
+        let (p, _) = match peer {
+            Some(c) => c,
             None => match connect(sh) {
-                Ok(p) => peer.insert(p),
+                Ok(p) => peer.insert((p, generation)),
                 Err(e) => {
                     failed(&mut rec, e);
                     continue;
@@ -713,7 +720,7 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
     let mut running = Running { sh, busy: false };
     let mut out = Vec::new();
     let mut unsolicited = Vec::new();
-    let mut peer: Option<Peer> = None;
+    let mut peer: Option<Conn> = None;
     let mut on_this = 0;
     while let Some(n) = sh.claim() {
         running.busy = true;
@@ -729,14 +736,14 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
         on_this += 1;
         if sh.cfg.jobs_per_connection > 0 && on_this >= sh.cfg.jobs_per_connection {
             on_this = 0;
-            if let Some(p) = peer.take()
+            if let Some((p, _)) = peer.take()
                 && let Some(frame) = close(p)
             {
                 unsolicited.push(format!("after job {n}: {frame}"));
             }
         }
     }
-    if let Some(p) = peer.take()
+    if let Some((p, _)) = peer.take()
         && let Some(frame) = close(p)
     {
         unsolicited.push(format!("at the end: {frame}"));
