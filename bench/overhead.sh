@@ -11,6 +11,9 @@
 #    chroot (fork + chroot + exec) and run by `sandbox::run` as the worker runs a job (every
 #    namespace, seccomp, rlimits, an unprivileged user, init as PID 1); median and p95 of
 #    each and of the per-pair difference.
+#    Then `sandbox::tests::compile_overhead_by_layer` (ignored): a real `gcc -O2 -c` in a
+#    job root holding gcc's files, spawned plainly in the chroot and through the sandbox
+#    with every layer and with one left out at a time, RUNS/5 rounds, alternating.
 # 2. Whole jobs at the worker: the ignored e2e test `soak::overhead` (tests/src/soak.rs):
 #    JOBS sequential `gcc -O2 -c` of distinct one-function sources on one connection to a
 #    worker (`--slots 1`, OFFLOAD_LOG=offload_worker=debug, pinned with taskset to CPU),
@@ -18,7 +21,11 @@
 #    worker's `job timings` lines: `total_us` (job root + sandboxed compile + harvest) minus
 #    the local compile of the same source, per job; `root_us`; and the peer's round trip
 #    minus the local compile. The first 20 jobs are left out (the first prepares the
-#    toolchain template). Run as root.
+#    toolchain template). The worker's work directory is a tmpfs (as bench/run.sh's is),
+#    and so is the local compiles' directory (and their TMPDIR).
+# 3. The same with the worker's work directory on the disk, as by default
+#    (/var/tmp/offload-worker): a directory under /var/tmp bound onto it, and the local
+#    compiles in /tmp/offload-e2e on the same file system. Run as root.
 set -euo pipefail
 JOBS=${1:-1000}
 RUNS=${2:-1000}
@@ -36,7 +43,15 @@ echo "== 1. sandbox::run of /bin/true against a plain chroot spawn (taskset -c $
 OFFLOAD_OVERHEAD_RUNS=$RUNS taskset -c "$CPU" \
   cargo test --release -q -p offload-worker --lib sandbox::tests::overhead -- --exact --nocapture 2>&1 |
   grep '^overhead'
+OFFLOAD_OVERHEAD_RUNS=$((RUNS / 5)) taskset -c "$CPU" \
+  cargo test --release -q -p offload-worker --lib sandbox::tests::compile_overhead_by_layer -- --ignored --exact --nocapture 2>&1 |
+  grep -E '^(compile_overhead_by_layer|  )'
 echo
 echo "== 2. whole jobs: the worker's job timings against local compiles (worker and compiles on CPU $CPU)"
 OFFLOAD_LOG=offload_worker=debug SOAK_JOBS=$JOBS SOAK_WORKER_CPU=$CPU SOAK_LOCAL_CPU=$CPU taskset -c "$HOST_CPU" \
+  cargo test --release -q -p offload-e2e --test e2e -- --ignored --exact soak::overhead --nocapture
+echo
+echo "== 3. the same, the worker's work directory and the local compiles on $(df --output=fstype /var/tmp | tail -1) (/var/tmp, /tmp)"
+OFFLOAD_LOG=offload_worker=debug SOAK_JOBS=$JOBS SOAK_WORKER_CPU=$CPU SOAK_LOCAL_CPU=$CPU \
+  SOAK_KEEP_WORK_DIR=1 SOAK_LOCAL_TMPFS=0 taskset -c "$HOST_CPU" \
   cargo test --release -q -p offload-e2e --test e2e -- --ignored --exact soak::overhead --nocapture

@@ -396,6 +396,12 @@ pub struct Overhead {
     pub worker_root: Stats,
     /// `total_us` minus the same job's local compile.
     pub worker_minus_local: Stats,
+    /// The sandboxed run (`compile_ms`, clone to reaping, whole milliseconds rounded down:
+    /// + 0.5 ms each) minus the local compile; only its mean means much.
+    pub sandboxed_minus_local: Stats,
+    /// `total_us` minus the job root and the sandboxed run (+ 0.5 ms): harvesting the
+    /// outputs, packing the reply; likewise a mean.
+    pub harvest: Stats,
     /// The peer's round trip (job sent to reply read) minus the local compile.
     pub round_trip_minus_local: Stats,
 }
@@ -1121,6 +1127,8 @@ impl Report {
         let mut root = Vec::new();
         let mut minus = Vec::new();
         let mut rtt = Vec::new();
+        let mut sandboxed = Vec::new();
+        let mut harvest = Vec::new();
         for (n, j) in self.jobs.iter().enumerate().skip(warmup) {
             let Some(t) = timings.get(&(n as u64 + 1)) else {
                 continue;
@@ -1134,6 +1142,9 @@ impl Report {
             root.push(t.root_us as f64);
             minus.push(t.total_us as f64 - l);
             rtt.push(j.round_trip_us as f64 - l);
+            let run = j.compile_ms as f64 * 1000.0 + 500.0;
+            sandboxed.push(run - l);
+            harvest.push(t.total_us as f64 - t.root_us as f64 - run);
         }
         Some(Overhead {
             jobs: local.len(),
@@ -1141,6 +1152,8 @@ impl Report {
             worker_total: Stats::of(&total),
             worker_root: Stats::of(&root),
             worker_minus_local: Stats::of(&minus),
+            sandboxed_minus_local: Stats::of(&sandboxed),
+            harvest: Stats::of(&harvest),
             round_trip_minus_local: Stats::of(&rtt),
         })
     }
@@ -1261,6 +1274,14 @@ impl Overhead {
             (
                 "**worker overhead**: `total_us` − local compile",
                 self.worker_minus_local,
+            ),
+            (
+                "of which: sandboxed run (`compile_ms` + 0.5) − local compile",
+                self.sandboxed_minus_local,
+            ),
+            (
+                "of which: harvest and the rest (`total_us` − `root_us` − run)",
+                self.harvest,
             ),
             (
                 "peer round trip − local compile",

@@ -1601,6 +1601,152 @@ mod tests {
         assert_eq!(text(&out), "survived\n");
     }
 
+    /// A job root holding the host's gcc (its files as a job root gets them, charset
+    /// modules left out), `<stdc-predef.h>`, a writable `/w` with `s.c`, and `/tmp`.
+    fn gcc_root() -> tempfile::TempDir {
+        use offload_shared::walk::Node;
+        let collected = offload_shared::toolchain::collect("/usr/bin/gcc")
+            .unwrap()
+            .expect("gcc at /usr/bin/gcc");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut nodes = collected.nodes;
+        nodes.insert("/usr/include/stdc-predef.h".into(), Node::File);
+        for (path, node) in &nodes {
+            if offload_shared::toolchain::is_charset_module(path) {
+                continue;
+            }
+            let dst = root.join(path.strip_prefix("/").unwrap_or(path));
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            match node {
+                Node::Dir => std::fs::create_dir_all(&dst).unwrap(),
+                Node::Symlink(t) => std::os::unix::fs::symlink(t, &dst).unwrap(),
+                Node::File => {
+                    std::fs::copy(path, &dst).unwrap();
+                }
+            }
+        }
+        for (d, mode) in [("tmp", 0o1777), ("w", 0o777)] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::write(root.join("w/s.c"), "int f_1(void) { return 1; }\n").unwrap();
+        dir
+    }
+
+    /// What the sandbox does to a real compile: `gcc -O2 -c` of a one-function file in a
+    /// job root holding gcc, spawned plainly (fork, chroot, exec, as root) and through
+    /// [`run_with`] with every layer and with one layer left out at a time, alternating,
+    /// `OFFLOAD_OVERHEAD_RUNS` (default 100) of each; medians and p95 printed. A measurement
+    /// for `bench/overhead.sh`, not a test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement; run by bench/overhead.sh"]
+    async fn compile_overhead_by_layer() {
+        let dir = gcc_root();
+        let root = dir.path();
+        let all = *layers();
+        let n: usize = std::env::var("OFFLOAD_OVERHEAD_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        let argv: Vec<String> = ["gcc", "-O2", "-c", "s.c", "-o", "s.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let env = [
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("LC_ALL".to_string(), "C".to_string()),
+        ];
+        let user = Some(JobUser {
+            uid: 65534,
+            gid: 65534,
+        });
+        let mut variants: Vec<(&str, Option<Layers>)> = vec![
+            ("plain chroot spawn", None),
+            ("sandbox, every layer", Some(all)),
+        ];
+        let without = |f: fn(&mut Layers)| {
+            let mut l = all;
+            f(&mut l);
+            Some(l)
+        };
+        variants.extend([
+            ("sandbox without seccomp", without(|l| l.seccomp = false)),
+            (
+                "sandbox without the PID namespace",
+                without(|l| l.pid = false),
+            ),
+            (
+                "sandbox without the network namespace",
+                without(|l| l.net = false),
+            ),
+            (
+                "sandbox without the mount namespace",
+                without(|l| l.mount = false),
+            ),
+            (
+                "sandbox, no layer (chroot, user, rlimits)",
+                Some(Layers::default()),
+            ),
+        ]);
+        let root_c = CString::new(root.as_os_str().as_bytes()).unwrap();
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+        for _ in 0..n {
+            for (i, (_, layers)) in variants.iter().enumerate() {
+                let _ = std::fs::remove_file(root.join("w/s.o"));
+                let t = Instant::now();
+                match layers {
+                    None => {
+                        let mut cmd = std::process::Command::new("/usr/bin/gcc");
+                        cmd.args(&argv[1..]).env_clear().envs(env.iter().cloned());
+                        let r = root_c.clone();
+                        // SAFETY: chroot and chdir only.
+                        unsafe {
+                            cmd.pre_exec(move || {
+                                if libc::chroot(r.as_ptr()) != 0 || libc::chdir(c"/w".as_ptr()) != 0
+                                {
+                                    return Err(io::Error::last_os_error());
+                                }
+                                Ok(())
+                            });
+                        }
+                        let out = tokio::process::Command::from(cmd).output().await.unwrap();
+                        assert!(out.status.success(), "{out:?}");
+                    }
+                    Some(l) => {
+                        let spec = RunSpec {
+                            root,
+                            argv: &argv,
+                            program: "/usr/bin/gcc",
+                            cwd: "/w",
+                            env: &env,
+                            user,
+                            timeout: Duration::from_secs(30),
+                        };
+                        let out = run_with(spec, *l).await.unwrap();
+                        assert_eq!(out.status, ExitStatus::Code(0), "{}", text(&out.stderr));
+                    }
+                }
+                times[i].push(t.elapsed());
+                assert!(root.join("w/s.o").is_file());
+            }
+        }
+        eprintln!("compile_overhead_by_layer: gcc -O2 -c, {n} runs of each, alternating");
+        let base = percentile(&mut times[0].clone(), 50);
+        for ((name, _), t) in variants.iter().zip(&mut times) {
+            let (p50, p95) = (percentile(t, 50), percentile(t, 95));
+            eprintln!(
+                "  {name}: median {:.2} ms, p95 {:.2} ms, median − plain {:+.2} ms",
+                p50.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3,
+                (p50.as_secs_f64() - base.as_secs_f64()) * 1e3
+            );
+        }
+    }
+
     /// The nearest-rank percentile `p` (0–100) of `v`, which it sorts.
     fn percentile(v: &mut [Duration], p: usize) -> Duration {
         v.sort();
