@@ -1003,6 +1003,11 @@ pub fn run(name: &str, cfg: &Config) -> (Report, NetnsWorker) {
     let completed = sh.ctl().completed;
     if let Some(life) = lifetimes.last_mut() {
         life.jobs = completed - life.first_job;
+        // The threads may all have ended before the controller took the last sample (their
+        // connections are closed by then: a descriptor or two fewer).
+        if life.samples.last().is_some_and(|s| s.completed < completed) {
+            life.samples.push(settled_sample(life.pid, completed));
+        }
     }
     let mut jobs = vec![JobRecord::default(); cfg.jobs];
     for (n, r) in records {
