@@ -11,7 +11,8 @@
 //! - [`compare`]: tree snapshots and readable reports of differences;
 //! - [`netns`]: [`netns::NetnsWorker`], a worker in namespaces of its own;
 //! - [`projects`]: third-party C sources fetched by cargo, and the Makefiles written for them;
-//! - [`twice`]: the plain-then-offload run and its comparison.
+//! - [`twice`]: the plain-then-offload run and its comparison;
+//! - [`soak`]: many small jobs against one restarted worker, its RSS and descriptors sampled.
 
 pub mod cmd;
 pub mod compare;
@@ -21,6 +22,7 @@ pub mod paths;
 pub mod peer;
 pub mod procs;
 pub mod projects;
+pub mod soak;
 pub mod twice;
 
 pub use cmd::Summary;

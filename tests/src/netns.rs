@@ -215,7 +215,7 @@ impl NetnsWorker {
         let addr: SocketAddr = format!("10.231.{octet}.2:{WORKER_PORT}")
             .parse()
             .expect("addr");
-        let mut w = NetnsWorker {
+        let w = NetnsWorker {
             ns,
             host_veth,
             addr,
@@ -228,7 +228,7 @@ impl NetnsWorker {
         w
     }
 
-    fn spawn(&mut self, slots: u32) {
+    fn spawn(&self, slots: u32) {
         let bin = worker_bin();
         let setup = if self.setup.is_empty() {
             String::new()
@@ -245,7 +245,12 @@ impl NetnsWorker {
             crate::cmd::shell_quote(&bin.to_string_lossy()),
             self.addr
         );
-        let log = File::create(&self.log).unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        // Appended to: a restarted worker's log follows its predecessor's.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -379,6 +384,20 @@ impl NetnsWorker {
             }
         }
         second.parse().expect("address")
+    }
+
+    /// Kills the worker as [`NetnsWorker::kill`] does and starts a new one in the same
+    /// namespaces (same address, same setup, a fresh private `/tmp`); returns once it accepts
+    /// connections.
+    pub fn restart(&self, slots: u32) {
+        self.kill();
+        self.spawn(slots);
+    }
+
+    /// The file the worker's stdout and stderr go to (every run of it, appended); removed on
+    /// drop unless the thread panics.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
     }
 
     /// What the worker printed.

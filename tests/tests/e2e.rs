@@ -10,7 +10,8 @@
 //! - `cases`: single compiler calls, one per classifier row, diagnostics and exit statuses;
 //! - `harness`: the shared fidelity harness (`shared/fidelity/run.py`) under `offload build`;
 //! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker;
-//! - `ship`: the host's toolchain shipped to a worker without it.
+//! - `ship`: the host's toolchain shipped to a worker without it;
+//! - `soak`: many small jobs against a worker restarted between them; RSS and descriptors flat.
 
 mod builds;
 mod cases;
@@ -25,6 +26,7 @@ mod hostile_tree;
 mod probe;
 mod rescan;
 mod ship;
+mod soak;
 mod terminal;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.
