@@ -18,7 +18,9 @@
 #
 # Other sizes come from the environment, passed through: SOAK_JOBS_PER_CONNECTION (50),
 # SOAK_SAMPLE_EVERY (25), SOAK_WARMUP_SAMPLES (4), SOAK_WINDOW (8), SOAK_SLOTS (2),
-# SOAK_KEEP_WORK_DIR (1), SOAK_WORKER_CPU, SOAK_LOCAL_CPU (none). Run as root.
+# SOAK_KEEP_WORK_DIR (1), SOAK_WORKER_CPU, SOAK_LOCAL_CPU (none), SOAK_DISTINCT (0: every job
+# its own source, so the worker's store gains a blob per job; D: job N compiles source N % D,
+# the store stops growing after D jobs). Run as root.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "bench/soak.sh: run as root (the worker chroots each job; the test makes network namespaces)" >&2; exit 2; }

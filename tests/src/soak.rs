@@ -81,6 +81,9 @@ pub struct Config {
     pub local_tmpfs: bool,
     /// Attempts per job before it counts as lost.
     pub max_attempts: u32,
+    /// Distinct sources: job `n` compiles source `n % distinct` (0: every job its own, so
+    /// the worker's store gains a blob per job; with a few, it stops growing).
+    pub distinct: usize,
 }
 
 impl Default for Config {
@@ -100,14 +103,33 @@ impl Default for Config {
             interleave_local: false,
             local_tmpfs: false,
             max_attempts: 5,
+            distinct: 0,
         }
     }
 }
 
 impl Config {
+    /// The source job `n` compiles.
+    fn source_of(&self, n: usize) -> usize {
+        if self.distinct == 0 {
+            n
+        } else {
+            n % self.distinct
+        }
+    }
+
+    /// How many distinct sources the jobs compile.
+    fn sources(&self) -> usize {
+        if self.distinct == 0 {
+            self.jobs
+        } else {
+            self.distinct.min(self.jobs)
+        }
+    }
+
     /// [`Config::default`], with any of these environment variables overriding its fields:
     /// `SOAK_JOBS`, `SOAK_RESTART_EVERY`, `SOAK_CONNECTIONS`, `SOAK_JOBS_PER_CONNECTION`,
-    /// `SOAK_SAMPLE_EVERY`, `SOAK_WARMUP_SAMPLES`, `SOAK_WINDOW`, `SOAK_SLOTS`,
+    /// `SOAK_SAMPLE_EVERY`, `SOAK_WARMUP_SAMPLES`, `SOAK_WINDOW`, `SOAK_SLOTS`, `SOAK_DISTINCT`,
     /// `SOAK_KEEP_WORK_DIR`, `SOAK_INTERLEAVE_LOCAL`, `SOAK_LOCAL_TMPFS` (0/1),
     /// `SOAK_WORKER_CPU`, `SOAK_LOCAL_CPU` (a CPU number, or empty for none). Panics on a
     /// value that does not parse.
@@ -140,6 +162,7 @@ impl Config {
         get("SOAK_WARMUP_SAMPLES", &mut c.warmup_samples);
         get("SOAK_WINDOW", &mut c.window);
         get("SOAK_SLOTS", &mut c.slots);
+        get("SOAK_DISTINCT", &mut c.distinct);
         for (name, flag) in [
             ("SOAK_KEEP_WORK_DIR", &mut c.keep_work_dir),
             ("SOAK_INTERLEAVE_LOCAL", &mut c.interleave_local),
@@ -406,7 +429,7 @@ pub struct Overhead {
     pub round_trip_minus_local: Stats,
 }
 
-/// Job `n`'s source, relative name and object name.
+/// Source `n`'s text, relative name and object name.
 fn job_files(n: usize) -> (String, String, String) {
     (
         format!("int f_{n}(void) {{ return {n}; }}\n"),
@@ -474,9 +497,9 @@ fn reference(dir: &Path, n: usize, cpu: Option<usize>, tmpdir: bool) -> Result<E
     })
 }
 
-/// Every job's reference: one at a time on `cfg.local_cpu`, or `cfg.connections` at once.
+/// Every source's reference: one at a time on `cfg.local_cpu`, or `cfg.connections` at once.
 fn references(dir: &Path, cfg: &Config) -> Vec<Expected> {
-    let (jobs, cpu) = (cfg.jobs, cfg.local_cpu);
+    let (jobs, cpu) = (cfg.sources(), cfg.local_cpu);
     let next = AtomicUsize::new(0);
     let threads = if cpu.is_some() {
         1
@@ -566,10 +589,11 @@ impl Shared<'_> {
 
     /// Job `n` as the host would send it.
     fn spec(&self, n: usize) -> JobSpec {
-        let (src, c, _) = job_files(n);
+        let k = self.cfg.source_of(n);
+        let (src, c, _) = job_files(k);
         let mut spec = self.base.clone();
         spec.job.job_id = n as u64 + 1;
-        spec.job.argv = argv_of(n);
+        spec.job.argv = argv_of(k);
         spec.file(&format!("{}/{c}", self.dir), src.as_bytes());
         spec
     }
@@ -635,7 +659,7 @@ type Conn = (Peer, u64);
 fn run_job(sh: &Shared<'_>, n: usize, expected: Expected, peer: &mut Option<Conn>) -> JobRecord {
     let spec = sh.spec(n);
     let id = spec.job.job_id;
-    let (_, _, o) = job_files(n);
+    let (_, _, o) = job_files(sh.cfg.source_of(n));
     let out_path = format!("{}/{o}", sh.dir);
     let mut rec = JobRecord {
         local_us: expected.local_us,
@@ -730,9 +754,10 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
     let mut on_this = 0;
     while let Some(n) = sh.claim() {
         running.busy = true;
-        let expected = match sh.expected.get(n) {
+        let k = sh.cfg.source_of(n);
+        let expected = match sh.expected.get(k) {
             Some(e) => *e,
-            None => reference(Path::new(&sh.dir), n, sh.cfg.local_cpu, sh.cfg.local_tmpfs)
+            None => reference(Path::new(&sh.dir), k, sh.cfg.local_cpu, sh.cfg.local_tmpfs)
                 .unwrap_or_else(|e| panic!("{e}")),
         };
         let rec = run_job(sh, n, expected, &mut peer);
@@ -1170,8 +1195,9 @@ impl Report {
         let secs = self.duration.as_secs_f64();
         let _ = writeln!(
             s,
-            "soak: {} jobs, {} connections ({} jobs each before reconnecting), worker --slots {}, restart every {} jobs, work dir {}",
+            "soak: {} jobs ({} distinct sources), {} connections ({} jobs each before reconnecting), worker --slots {}, restart every {} jobs, work dir {}",
             c.jobs,
+            c.sources(),
             c.connections,
             c.jobs_per_connection,
             c.slots,
@@ -1239,6 +1265,28 @@ impl Report {
                 end.map_or(0, |x| x.threads),
                 end.map_or(0, |x| x.store_blobs),
             );
+        }
+        let _ = writeln!(
+            s,
+            "\nVmRSS (MiB) / descriptors after so many jobs, up to eleven points per lifetime:\n"
+        );
+        for (i, life) in self.lifetimes.iter().enumerate() {
+            let n = life.samples.len();
+            let points: Vec<String> = (0..=10)
+                .map(|p| p * (n.max(1) - 1) / 10)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|k| {
+                    let x = life.samples[k];
+                    format!(
+                        "{}: {:.2}/{}",
+                        x.completed,
+                        x.rss_kib as f64 / 1024.0,
+                        x.fds
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "- lifetime {i}: {}", points.join(", "));
         }
         let rtt: Vec<f64> = self
             .jobs
