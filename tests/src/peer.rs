@@ -63,6 +63,12 @@ impl JobReply {
         }
     }
 
+    /// The reply, shortened for a failure message.
+    pub fn summary(&self) -> String {
+        let s = format!("{self:?}");
+        s.chars().take(3000).collect()
+    }
+
     /// Every byte the worker sent back (report text, streams, files, reasons), to look for
     /// secrets in.
     pub fn all_bytes(&self) -> Vec<u8> {

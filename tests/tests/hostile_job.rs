@@ -88,7 +88,7 @@ fn a_writable_toolchain_directory_is_refused() {
     let mut p = Peer::connect(worker.addr()).expect("connect");
     let reply = p.job(&spec.job, &spec.blobs);
     let JobReply::Rejected(reason) = &reply else {
-        panic!("expected a refusal: {}", reply_summary(&reply));
+        panic!("expected a refusal: {}", reply.summary());
     };
     assert!(reason.contains("writable"), "{reason}");
     legit(&worker);
@@ -120,11 +120,11 @@ fn an_oversized_output_is_refused_before_it_is_read() {
             assert!(
                 files.values().all(|b| b.len() < 1 << 30),
                 "{}",
-                reply_summary(&one)
+                one.summary()
             );
         }
         JobReply::Rejected(_) => {}
-        other => panic!("{}", reply_summary(other)),
+        other => panic!("{}", other.summary()),
     }
     let two = run(
         &mut p,
@@ -132,18 +132,13 @@ fn an_oversized_output_is_refused_before_it_is_read() {
         "busybox truncate -s 600M \"$4\"; busybox truncate -s 600M \"$4.more\"",
     );
     let JobReply::Rejected(reason) = &two else {
-        panic!("expected a refusal: {}", reply_summary(&two));
+        panic!("expected a refusal: {}", two.summary());
     };
     assert!(reason.contains("exceed"), "{reason}");
     // The peak: an output read and dropped again would not show in the current size.
     let rss = peer::peak_rss_kib(pid);
     assert!(rss < 200 << 10, "the worker grew to {rss} KiB");
     legit(&worker);
-}
-
-fn reply_summary(reply: &JobReply) -> String {
-    let s = format!("{reply:?}");
-    s.chars().take(2000).collect()
 }
 
 /// Finding 4: commands a host never sends remote (a wrapper, a plugin, a specs file, a
@@ -192,10 +187,7 @@ fn commands_and_environments_a_host_never_sends_are_refused() {
             .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let reply = p.job(&spec.job, &spec.blobs);
         let JobReply::Rejected(reason) = &reply else {
-            panic!(
-                "{argv:?} {env:?} was not refused: {}",
-                reply_summary(&reply)
-            );
+            panic!("{argv:?} {env:?} was not refused: {}", reply.summary());
         };
         assert!(
             reason.contains("not a remote compile") || reason.contains("not allowed"),
@@ -241,7 +233,7 @@ fn a_job_leaves_no_process_behind() {
     assert!(
         matches!(reply, JobReply::Done { .. }),
         "{}",
-        reply_summary(&reply)
+        reply.summary()
     );
     std::thread::sleep(Duration::from_millis(200));
     let left = processes_with("sleep 1031");
@@ -273,7 +265,7 @@ fn a_job_connects_nowhere() {
     assert!(
         matches!(reply, JobReply::Done { .. }),
         "{}",
-        reply_summary(&reply)
+        reply.summary()
     );
     assert!(
         listener.accept().is_err(),
@@ -295,7 +287,7 @@ fn endless_jobs_and_fork_bombs_end_at_the_limit() {
         assert!(
             matches!(reply, JobReply::Rejected(_)),
             "{name}: {}",
-            reply_summary(&reply)
+            reply.summary()
         );
         assert!(took < Duration::from_secs(10), "{name} took {took:?}");
         std::thread::sleep(Duration::from_millis(300));

@@ -42,15 +42,22 @@ fn plant_secret(name: &str) -> (PathBuf, String) {
     (path, needle)
 }
 
+/// The job was refused, or ran and failed without returning any output.
+fn assert_failed_without_outputs(reply: &JobReply) {
+    match reply {
+        JobReply::Done { done, files, .. } => {
+            assert_ne!(done.status, ExitStatus::Code(0), "{}", reply.summary());
+            assert!(files.is_empty(), "{}", reply.summary());
+        }
+        JobReply::Rejected(_) => {}
+        other => panic!("{}", other.summary()),
+    }
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
-}
-
-fn summary(reply: &JobReply) -> String {
-    let s = format!("{reply:?}");
-    s.chars().take(3000).collect()
 }
 
 /// Adds an entry exactly as given (no ancestors added, no checks), with its blob for files.
@@ -119,7 +126,7 @@ fn tree_paths_that_leave_the_root_are_refused() {
             raw_entry(&mut spec, path, kind);
             let reply = p.job(&spec.job, &spec.blobs);
             let JobReply::Rejected(reason) = &reply else {
-                panic!("{path:?} was not refused: {}", summary(&reply));
+                panic!("{path:?} was not refused: {}", reply.summary());
             };
             assert!(
                 reason.contains("not an absolute normalised path"),
@@ -181,7 +188,7 @@ fn tree_entries_at_the_worker_s_own_paths_are_refused() {
     );
     for (path, kind, reply) in &replies {
         let JobReply::Rejected(reason) = reply else {
-            panic!("{path} as {kind:?} was not refused: {}", summary(reply));
+            panic!("{path} as {kind:?} was not refused: {}", reply.summary());
         };
         assert!(reason.contains("reserved"), "{path} {kind:?}: {reason}");
         assert!(!reason.contains(WORKER_DIR), "{path} {kind:?}: {reason}");
@@ -228,10 +235,10 @@ fn a_working_directory_outside_the_root_is_refused() {
         assert!(
             !contains(&reply.all_bytes(), &needle),
             "cwd {cwd:?}: the worker's secret came back: {}",
-            summary(reply)
+            reply.summary()
         );
         let JobReply::Rejected(reason) = reply else {
-            panic!("cwd {cwd:?} was not refused: {}", summary(reply));
+            panic!("cwd {cwd:?} was not refused: {}", reply.summary());
         };
         assert!(reason.contains("working directory"), "{cwd:?}: {reason}");
     }
@@ -292,7 +299,7 @@ fn entries_below_a_link_out_of_the_root_are_refused() {
                 }
                 let reply = p.job(&spec.job, &spec.blobs);
                 let JobReply::Rejected(reason) = &reply else {
-                    panic!("{evil} below {target} was not refused: {}", summary(&reply));
+                    panic!("{evil} below {target} was not refused: {}", reply.summary());
                 };
                 assert!(reason.contains("symbolic link"), "{reason}");
                 assert!(!reason.contains(WORKER_DIR), "{reason}");
@@ -343,7 +350,7 @@ fn the_compiler_s_own_path_is_never_made_through_a_link() {
         "the worker wrote through the job's link: {left:?}"
     );
     let JobReply::Rejected(reason) = &reply else {
-        panic!("not refused: {}", summary(&reply));
+        panic!("not refused: {}", reply.summary());
     };
     assert!(reason.contains("symbolic link"), "{reason}");
     assert!(!reason.contains(WORKER_DIR), "{reason}");
@@ -359,13 +366,13 @@ fn the_compiler_s_own_path_is_never_made_through_a_link() {
         .file(&format!("{d}/a.c"), b"int x;\n");
     let reply = p.job(&spec.job, &spec.blobs);
     let JobReply::Done { done, .. } = &reply else {
-        panic!("{}\n{}", summary(&reply), worker.log_text());
+        panic!("{}\n{}", reply.summary(), worker.log_text());
     };
-    assert_eq!(done.status, ExitStatus::Code(0), "{}", summary(&reply));
+    assert_eq!(done.status, ExitStatus::Code(0), "{}", reply.summary());
     assert!(
         reply.file(&format!("{d}/a.o")).is_some(),
         "{}",
-        summary(&reply)
+        reply.summary()
     );
     legit(&worker);
 }
@@ -410,11 +417,11 @@ fn absolute_links_resolve_inside_the_root() {
     assert!(
         !contains(&reply.all_bytes(), &needle),
         "{}",
-        summary(&reply)
+        reply.summary()
     );
     let obj = reply
         .file(&format!("{d}/a.o"))
-        .unwrap_or_else(|| panic!("no object: {}", summary(&reply)));
+        .unwrap_or_else(|| panic!("no object: {}", reply.summary()));
     assert!(
         contains(obj, "decoy_in_job_root"),
         "the object was not compiled from the tree's file"
@@ -422,16 +429,9 @@ fn absolute_links_resolve_inside_the_root() {
     assert!(
         !contains(&reply2.all_bytes(), &needle2),
         "{}",
-        summary(&reply2)
+        reply2.summary()
     );
-    match &reply2 {
-        JobReply::Done { done, files, .. } => {
-            assert_ne!(done.status, ExitStatus::Code(0), "{}", summary(&reply2));
-            assert!(files.is_empty(), "{}", summary(&reply2));
-        }
-        JobReply::Rejected(_) => {}
-        other => panic!("{}", summary(other)),
-    }
+    assert_failed_without_outputs(&reply2);
     legit(&worker);
 }
 
@@ -462,10 +462,10 @@ fn outputs_outside_writable_directories_never_come_back() {
     spec.file(&format!("{d}/a.c"), b"int x;\n").dir(&ro, false);
     let reply = p.job(&spec.job, &spec.blobs);
     let JobReply::Done { files, .. } = &reply else {
-        panic!("{}", summary(&reply));
+        panic!("{}", reply.summary());
     };
     let names: Vec<&String> = files.keys().collect();
-    assert_eq!(names, [&format!("{d}/a.o")], "{}", summary(&reply));
+    assert_eq!(names, [&format!("{d}/a.o")], "{}", reply.summary());
     assert_eq!(reply.file(&format!("{d}/a.o")), Some(&b"obj\n"[..]));
     for (path, bytes) in files {
         assert!(!contains(bytes, evil), "{path} holds the job's stray bytes");
@@ -478,15 +478,8 @@ fn outputs_outside_writable_directories_never_come_back() {
         .file(&format!("{d}/a.c"), b"int x;\n")
         .dir(&ro, false);
     let reply = p.job(&spec.job, &spec.blobs);
-    assert!(reply.file(&out).is_none(), "{}", summary(&reply));
-    match &reply {
-        JobReply::Done { done, files, .. } => {
-            assert_ne!(done.status, ExitStatus::Code(0), "{}", summary(&reply));
-            assert!(files.is_empty(), "{}", summary(&reply));
-        }
-        JobReply::Rejected(_) => {}
-        other => panic!("{}", summary(other)),
-    }
+    assert!(reply.file(&out).is_none(), "{}", reply.summary());
+    assert_failed_without_outputs(&reply);
     legit(&worker);
 }
 
@@ -524,19 +517,19 @@ fn devices_are_out_of_reach() {
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(30), "the job took {took:?}");
     let JobReply::Done { stdout, files, .. } = &reply else {
-        panic!("{}", summary(&reply));
+        panic!("{}", reply.summary());
     };
     assert!(
         contains(stdout, "DECOY-SDA-FROM-THE-TREE"),
         "{}",
-        summary(&reply)
+        reply.summary()
     );
     assert!(
         !contains(stdout, "MKNOD-OK") && !contains(stdout, "READ-OK"),
         "the job reached a device: {}",
         String::from_utf8_lossy(stdout)
     );
-    assert!(files.is_empty(), "{}", summary(&reply));
+    assert!(files.is_empty(), "{}", reply.summary());
 
     // The same tree with `/dev/sda` claimed as a block device, in a frame of its own making.
     let mut spec = JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
@@ -651,7 +644,7 @@ fn absolute_paths_to_the_worker_s_files_read_nothing() {
         assert!(
             !contains(&reply.all_bytes(), &needle),
             "{what}: the worker's secret came back: {}",
-            summary(reply)
+            reply.summary()
         );
         match reply {
             JobReply::Done { done, files, .. } => {
@@ -659,14 +652,14 @@ fn absolute_paths_to_the_worker_s_files_read_nothing() {
                     done.status,
                     ExitStatus::Code(0),
                     "{what}: {}",
-                    summary(reply)
+                    reply.summary()
                 );
-                assert!(files.is_empty(), "{what}: {}", summary(reply));
+                assert!(files.is_empty(), "{what}: {}", reply.summary());
             }
             JobReply::Rejected(reason) => {
                 assert!(!reason.contains(WORKER_DIR), "{what}: {reason}");
             }
-            other => panic!("{what}: {}", summary(other)),
+            other => panic!("{what}: {}", other.summary()),
         }
     }
     legit(&worker);
