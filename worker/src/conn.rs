@@ -115,7 +115,7 @@ async fn paced<T>(
 }
 
 /// Largest JSON header: a job's tree of tens of thousands of entries fits.
-const MAX_HEADER: u32 = 16 << 20;
+pub(crate) const MAX_HEADER: u32 = 16 << 20;
 
 /// Whether the worker serves or is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

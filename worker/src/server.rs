@@ -101,7 +101,7 @@ pub enum StartError {
 
 /// Largest frame a peer may send (header and payload).
 pub fn max_frame() -> usize {
-    (16usize << 20) + Limits::DEFAULT.max_payload as usize
+    conn::MAX_HEADER as usize + Limits::DEFAULT.max_payload as usize
 }
 
 impl Worker {
