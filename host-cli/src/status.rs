@@ -10,8 +10,8 @@ use std::sync::Arc;
 use offload_shared::protocol::ToolchainKind;
 
 use crate::compilers;
+use crate::coordinator::facts::Caches;
 use crate::coordinator::fingerprint::Fingerprint;
-use crate::coordinator::prepare::Caches;
 use crate::coordinator::probe;
 use crate::coordinator::probecache::{self, Entry, ProbeCache};
 use crate::coordinator::remote::Worker;

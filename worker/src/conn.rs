@@ -552,10 +552,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             });
             drop(frame);
             if let Err(e) = put {
-                let reason = e.to_string();
-                tracing::info!(job = id, "rejected: {reason}");
-                let msg = Message::JobRejected(JobRejected { job_id: id, reason });
-                self.send(&msg, &[]).await?;
+                self.reject(id, &JobError::Store(e)).await?;
                 return Ok(Next::Continue);
             }
         }

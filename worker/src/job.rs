@@ -19,7 +19,7 @@ use crate::quota::PeerGuard;
 use crate::sandbox::{self, RunError, RunSpec};
 use crate::server::Worker;
 use crate::shipped::Owned;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::toolchain::ToolchainError;
 use offload_classify::admit::Refusal;
 
@@ -48,6 +48,9 @@ pub enum JobError {
     /// The outputs could not be returned.
     #[error(transparent)]
     Harvest(#[from] HarvestError),
+    /// The job's blobs could not be stored (a digest mismatch, a full disk).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The host cancelled it.
     #[error("cancelled by the host")]
     Cancelled,
@@ -68,6 +71,9 @@ impl JobError {
             }
             JobError::Harvest(HarvestError::Io { dir, source }) => {
                 format!("reading the outputs in {dir}: {}", source.kind())
+            }
+            JobError::Store(StoreError::Io { source, .. }) => {
+                format!("the worker cannot store the job's files: {}", source.kind())
             }
             other => other.to_string(),
         }

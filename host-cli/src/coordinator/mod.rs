@@ -7,6 +7,7 @@ pub mod cc1;
 pub use offload_classify::env as envpolicy;
 pub mod content;
 pub mod depfile;
+pub mod facts;
 pub mod fingerprint;
 pub mod oncemap;
 pub mod outputs;
@@ -35,8 +36,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::classify::{self, Classification};
 use crate::ipc::{CompileRequest, Reply, Request};
+use facts::Caches;
 use oncemap::OnceMap;
-use prepare::Caches;
 use remote::Worker;
 use sched::{Grant, Scheduler};
 use stats::Stats;

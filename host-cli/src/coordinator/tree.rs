@@ -10,7 +10,7 @@ use offload_shared::tree::{EntryKind, TreeEntry};
 use offload_shared::walk::{Node, PathWalker, Resolved};
 
 use super::envpolicy;
-use super::prepare::{Builtins, Caches};
+use super::facts::{Builtins, Caches};
 use super::scancache::Witnesses;
 use crate::classify::{Compile, Language};
 use crate::ipc::CompileRequest;
