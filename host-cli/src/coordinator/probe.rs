@@ -11,6 +11,9 @@ use std::path::Path;
 
 use offload_shared::protocol::ExitStatus;
 
+use std::sync::Arc;
+
+use super::executor::Executor;
 use super::{Coordinator, Outcome};
 use crate::classify::{self, Classification};
 use crate::ipc::CompileRequest;
@@ -62,11 +65,11 @@ pub fn key(fp: &super::fingerprint::Fingerprint) -> offload_shared::Digest {
     offload_shared::Digest::of(text.as_bytes())
 }
 
-/// Runs the probe for `req.compiler` (its C or its C++ side) on worker `n` in `dir` (a
+/// Runs the probe for `req.compiler` (its C or its C++ side) on `exec` in `dir` (a
 /// directory of this host's that the worker cannot see). `Err` says what differed.
 pub async fn run(
     coord: &Coordinator,
-    n: usize,
+    exec: &Arc<dyn Executor>,
     req: &CompileRequest,
     cxx: bool,
     dir: &Path,
@@ -112,14 +115,14 @@ pub async fn run(
             stderr_tty: false,
             stdin_columns: None,
         };
-        let (status, stdout, stderr) = match coord.remote(n, &probe_req, &compile, &[]).await {
+        let (status, stdout, stderr) = match coord.remote(exec, &probe_req, &compile, &[]).await {
             Outcome::Done {
                 status,
                 stdout,
                 stderr,
             } => (status, stdout, stderr),
             // Our own probe cannot be compiled there (or here: a failed scan): prove nothing.
-            Outcome::Local(why) | Outcome::LocalGranted(why) | Outcome::FellBack(why) => {
+            Outcome::Local(why) | Outcome::LocalGranted(_, why) | Outcome::FellBack(why) => {
                 return Err(why);
             }
         };

@@ -14,6 +14,7 @@ use tokio::io::{BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::executor::{BoxFuture, Executor, Greeting, WorkerId};
 use super::prepare::Prepared;
 use super::ship::Bundle;
 
@@ -55,6 +56,32 @@ pub enum RemoteError {
         /// Why.
         why: String,
     },
+    /// An input could not be read on this host (it changed or vanished during the build):
+    /// not the worker's fault.
+    #[error("cannot read {path} here: {source}")]
+    HostFile {
+        /// The input.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl RemoteError {
+    /// Whether the worker is to blame, so that it should get no job for a while: it could
+    /// not be reached, broke the protocol, timed out, or declined (what made it decline —
+    /// a full disk, a toolchain it cannot set up — usually holds for the next job too).
+    /// A failure on this host's side says nothing about the worker.
+    pub fn blames_worker(&self) -> bool {
+        match self {
+            RemoteError::Connect { .. }
+            | RemoteError::Frame { .. }
+            | RemoteError::Timeout(_)
+            | RemoteError::Rejected { .. }
+            | RemoteError::Invalid { .. } => true,
+            RemoteError::HostFile { .. } => false,
+        }
+    }
 }
 
 /// A finished remote compile: the worker's report, stdout, stderr and the output files'
@@ -80,6 +107,8 @@ struct Conn {
 pub struct Worker {
     /// `host:port`.
     pub addr: String,
+    /// Its identity: its address, until pairing names it by its key.
+    id: WorkerId,
     /// Connections between jobs, with when each was last used.
     idle: Mutex<Vec<(Conn, std::time::Instant)>>,
     name: Mutex<String>,
@@ -117,6 +146,7 @@ impl Worker {
     /// A worker at `addr`; nothing is connected yet.
     pub fn new(addr: String) -> Worker {
         Worker {
+            id: WorkerId::new(&addr),
             addr,
             idle: Mutex::new(Vec::new()),
             name: Mutex::new(String::new()),
@@ -374,13 +404,12 @@ impl Worker {
                             .blobs
                             .get(d)
                             .ok_or_else(|| invalid("asked for an unknown blob"))?;
-                        let bytes =
-                            tokio::fs::read(path)
-                                .await
-                                .map_err(|e| RemoteError::Invalid {
-                                    addr: self.addr.clone(),
-                                    why: format!("cannot read {}: {e}", path.display()),
-                                })?;
+                        let bytes = tokio::fs::read(path).await.map_err(|source| {
+                            RemoteError::HostFile {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
                         datas.push((*d, bytes));
                     }
                     let body = payload::pack(datas.iter().map(|(_, b)| &b[..]));
@@ -416,6 +445,60 @@ impl Worker {
                 _ => return Err(invalid("unexpected message")),
             }
         }
+    }
+}
+
+impl Executor for Worker {
+    fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    fn label(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn name(&self) -> String {
+        Worker::name(self)
+    }
+
+    fn arch(&self) -> Option<String> {
+        Worker::arch(self)
+    }
+
+    fn greet(&self) -> BoxFuture<'_, Result<Greeting, RemoteError>> {
+        Box::pin(async move {
+            let w = self.hello().await?;
+            Ok(Greeting {
+                name: w.worker,
+                slots: w.slots as usize,
+            })
+        })
+    }
+
+    fn toolchain<'a>(
+        &'a self,
+        compiler: &'a CompilerRef,
+    ) -> BoxFuture<'a, Result<ToolchainInfo, RemoteError>> {
+        Box::pin(Worker::toolchain(self, compiler))
+    }
+
+    fn ship<'a>(
+        &'a self,
+        compiler: &'a CompilerRef,
+        bundle: Arc<Bundle>,
+    ) -> BoxFuture<'a, Result<(ToolchainInfo, u64), RemoteError>> {
+        Box::pin(Worker::ship(self, compiler, bundle))
+    }
+
+    fn run<'a>(&'a self, job: &'a Prepared) -> BoxFuture<'a, Result<RemoteResult, RemoteError>> {
+        Box::pin(Worker::run(self, job))
+    }
+
+    fn traffic(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
     }
 }
 

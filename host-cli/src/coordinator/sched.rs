@@ -5,19 +5,58 @@
 //! Waiting jobs are served largest first (by an estimate of their cost): with a build
 //! command that offers many jobs at once (`make -j16`), the long compiles start early and
 //! the build does not end with one machine compiling its biggest file while the other idles.
+//!
+//! Workers are named by [`WorkerId`] and may be added and removed at any time. A
+//! [`Grant`] gives its slot back when it is dropped, whatever ended the job (a cancelled
+//! future included), so no path can leak a slot; a grant of a removed worker gives back
+//! nothing.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::executor::WorkerId;
+
 /// Where a job may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
     /// On this host.
     Local,
-    /// On worker number `n`.
-    Remote(usize),
+    /// On this worker.
+    Remote(WorkerId),
+}
+
+/// A slot held until dropped.
+#[derive(Debug)]
+pub struct Grant {
+    place: Place,
+    state: Option<Arc<Mutex<State>>>,
+}
+
+impl Grant {
+    /// Where the job runs.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// Gives the slot back under an already held lock (when the grant could not be handed
+    /// over).
+    fn give_back_locked(mut self, s: &mut State) {
+        self.state = None;
+        give_back(s, &self.place);
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            let mut s = lock(&state);
+            give_back(&mut s, &self.place);
+            dispatch(&mut s, &state);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -35,22 +74,22 @@ struct Waiter {
     seq: u64,
     remote_ok: bool,
     /// Workers this job must not go to (they failed its compiler's probe).
-    exclude: Vec<usize>,
+    exclude: Vec<WorkerId>,
     tx: oneshot::Sender<Grant>,
 }
 
 #[derive(Debug)]
 struct State {
     local_free: usize,
-    workers: Vec<WorkerSlots>,
+    workers: BTreeMap<WorkerId, WorkerSlots>,
     waiting: Vec<Waiter>,
     seq: u64,
 }
 
-/// The scheduler. Grants are released with [`Scheduler::release`].
+/// The scheduler.
 #[derive(Debug)]
 pub struct Scheduler {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// The first pause after a worker fails; it doubles on each further failure.
@@ -59,46 +98,51 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often a waiting job looks again (a paused worker coming back does not notify).
 const RECHECK: Duration = Duration::from_millis(250);
 
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Scheduler {
     /// `local` slots on this host; no workers yet.
     pub fn new(local: usize) -> Scheduler {
         Scheduler {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 local_free: local,
-                workers: Vec::new(),
+                workers: BTreeMap::new(),
                 waiting: Vec::new(),
                 seq: 0,
-            }),
+            })),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the state, then grants what has become possible.
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut s = lock(&self.state);
+        f(&mut s);
+        dispatch(&mut s, &self.state);
     }
 
-    /// Adds a worker with `slots` compile slots and room for `queue` more jobs waiting on
-    /// it; returns its number.
-    pub fn add_worker(&self, slots: usize, queue: usize) -> usize {
-        let mut s = self.lock();
-        s.workers.push(WorkerSlots {
-            slots,
-            queue,
-            in_flight: 0,
-            down_until: None,
-            backoff: FIRST_BACKOFF,
-        });
-        let n = s.workers.len() - 1;
-        dispatch(&mut s);
-        n
-    }
-
-    /// Sets a worker's slot count (from its Welcome).
-    pub fn set_slots(&self, n: usize, slots: usize) {
-        let mut s = self.lock();
-        if let Some(w) = s.workers.get_mut(n) {
+    /// Adds worker `id` with `slots` compile slots and room for `queue` more jobs waiting
+    /// on it (or updates them if it is known).
+    pub fn add_worker(&self, id: WorkerId, slots: usize, queue: usize) {
+        self.update(|s| {
+            let w = s.workers.entry(id).or_insert(WorkerSlots {
+                slots: 1,
+                queue,
+                in_flight: 0,
+                down_until: None,
+                backoff: FIRST_BACKOFF,
+            });
             w.slots = slots.max(1);
-        }
-        dispatch(&mut s);
+            w.queue = queue;
+        });
+    }
+
+    /// Removes worker `id`: it gets no new job; the grants it holds give back nothing.
+    pub fn remove_worker(&self, id: &WorkerId) {
+        self.update(|s| {
+            s.workers.remove(id);
+        });
     }
 
     /// Waits for a grant. With `remote_ok` false only a local slot is granted. Among
@@ -112,11 +156,10 @@ impl Scheduler {
         &self,
         remote_ok: bool,
         cost: u64,
-        exclude: Vec<usize>,
+        exclude: Vec<WorkerId>,
     ) -> Grant {
         let (tx, mut rx) = oneshot::channel();
-        {
-            let mut s = self.lock();
+        self.update(|s| {
             s.seq += 1;
             let seq = s.seq;
             s.waiting.push(Waiter {
@@ -126,52 +169,44 @@ impl Scheduler {
                 exclude,
                 tx,
             });
-            dispatch(&mut s);
-        }
+        });
         loop {
             match tokio::time::timeout(RECHECK, &mut rx).await {
                 Ok(Ok(g)) => return g,
                 // The sender lives in `waiting` until it is used; a dropped sender cannot
                 // happen, but waiting for a local slot is always safe.
                 Ok(Err(_)) => return Box::pin(self.acquire(false, cost)).await,
-                Err(_) => dispatch(&mut self.lock()),
+                Err(_) => self.update(|_| {}),
             }
         }
     }
 
-    /// Returns a grant.
-    pub fn release(&self, g: Grant) {
-        let mut s = self.lock();
-        give_back(&mut s, g);
-        dispatch(&mut s);
+    /// Records that worker `id` failed: no new jobs for it for a while (doubling).
+    pub fn worker_failed(&self, id: &WorkerId) {
+        self.update(|s| {
+            if let Some(w) = s.workers.get_mut(id) {
+                w.down_until = Some(Instant::now() + w.backoff);
+                w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
+            }
+        });
     }
 
-    /// Records that worker `n` failed: no new jobs for it for a while (doubling).
-    pub fn worker_failed(&self, n: usize) {
-        let mut s = self.lock();
-        if let Some(w) = s.workers.get_mut(n) {
-            w.down_until = Some(Instant::now() + w.backoff);
-            w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
-        }
-        dispatch(&mut s);
-    }
-
-    /// Records that worker `n` completed a job: its pause resets.
-    pub fn worker_ok(&self, n: usize) {
-        let mut s = self.lock();
-        if let Some(w) = s.workers.get_mut(n) {
-            w.down_until = None;
-            w.backoff = FIRST_BACKOFF;
-        }
-        dispatch(&mut s);
+    /// Records that worker `id` completed a job: its pause resets.
+    pub fn worker_ok(&self, id: &WorkerId) {
+        self.update(|s| {
+            if let Some(w) = s.workers.get_mut(id) {
+                w.down_until = None;
+                w.backoff = FIRST_BACKOFF;
+            }
+        });
     }
 }
 
-fn give_back(s: &mut State, g: Grant) {
-    match g {
-        Grant::Local => s.local_free += 1,
-        Grant::Remote(n) => {
-            if let Some(w) = s.workers.get_mut(n) {
+fn give_back(s: &mut State, place: &Place) {
+    match place {
+        Place::Local => s.local_free += 1,
+        Place::Remote(id) => {
+            if let Some(w) = s.workers.get_mut(id) {
                 w.in_flight = w.in_flight.saturating_sub(1);
             }
         }
@@ -179,136 +214,192 @@ fn give_back(s: &mut State, g: Grant) {
 }
 
 /// Grants what can be granted, most costly waiter first.
-fn dispatch(s: &mut State) {
+fn dispatch(s: &mut State, state: &Arc<Mutex<State>>) {
     s.waiting
         .sort_by(|a, b| b.cost.cmp(&a.cost).then(a.seq.cmp(&b.seq)));
     let now = Instant::now();
     let mut i = 0;
     while i < s.waiting.len() {
-        let w = &s.waiting[i];
-        let (remote_ok, exclude) = (w.remote_ok, std::mem::take(&mut s.waiting[i].exclude));
-        let granted = try_grant(s, remote_ok, &exclude, now);
+        let exclude = std::mem::take(&mut s.waiting[i].exclude);
+        let granted = try_grant(s, s.waiting[i].remote_ok, &exclude, now);
         s.waiting[i].exclude = exclude;
-        let Some(g) = granted else {
+        let Some(place) = granted else {
             i += 1;
             continue;
         };
         let w = s.waiting.remove(i);
-        if let Err(g) = w.tx.send(g) {
+        let grant = Grant {
+            place,
+            state: Some(state.clone()),
+        };
+        if let Err(g) = w.tx.send(grant) {
             // The job went away while waiting.
-            give_back(s, g);
+            g.give_back_locked(s);
         }
     }
 }
 
-fn try_grant(s: &mut State, remote_ok: bool, exclude: &[usize], now: Instant) -> Option<Grant> {
-    if remote_ok && let Some(n) = pick(&s.workers, exclude, now, |w| w.in_flight < w.slots) {
-        s.workers[n].in_flight += 1;
-        return Some(Grant::Remote(n));
+fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant) -> Option<Place> {
+    let take = |s: &mut State, fits: fn(&WorkerSlots) -> bool| {
+        let id = pick(&s.workers, exclude, now, fits)?;
+        let w = s.workers.get_mut(&id)?;
+        w.in_flight += 1;
+        Some(Place::Remote(id))
+    };
+    if remote_ok && let Some(p) = take(s, |w| w.in_flight < w.slots) {
+        return Some(p);
     }
     if s.local_free > 0 {
         s.local_free -= 1;
-        return Some(Grant::Local);
+        return Some(Place::Local);
     }
-    if remote_ok
-        && let Some(n) = pick(&s.workers, exclude, now, |w| {
-            w.in_flight < w.slots + w.queue
-        })
-    {
-        s.workers[n].in_flight += 1;
-        return Some(Grant::Remote(n));
+    if remote_ok {
+        return take(s, |w| w.in_flight < w.slots + w.queue);
     }
     None
 }
 
 /// The usable worker with the fewest jobs in flight per slot that passes `ok`.
 fn pick(
-    workers: &[WorkerSlots],
-    exclude: &[usize],
+    workers: &BTreeMap<WorkerId, WorkerSlots>,
+    exclude: &[WorkerId],
     now: Instant,
     ok: impl Fn(&WorkerSlots) -> bool,
-) -> Option<usize> {
+) -> Option<WorkerId> {
     workers
         .iter()
-        .enumerate()
-        .filter(|(i, w)| !exclude.contains(i) && w.down_until.is_none_or(|t| t <= now) && ok(w))
+        .filter(|(id, w)| !exclude.contains(id) && w.down_until.is_none_or(|t| t <= now) && ok(w))
         .min_by_key(|(_, w)| w.in_flight * 1000 / w.slots.max(1))
-        .map(|(i, _)| i)
+        .map(|(id, _)| id.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn try_now(s: &Scheduler, remote_ok: bool) -> Option<Grant> {
-        try_grant(&mut s.lock(), remote_ok, &[], Instant::now())
+    fn try_now(s: &Scheduler, remote_ok: bool) -> Option<Place> {
+        try_grant(&mut lock(&s.state), remote_ok, &[], Instant::now())
+    }
+
+    fn id(name: &str) -> WorkerId {
+        WorkerId::new(name)
+    }
+
+    fn remote(name: &str) -> Place {
+        Place::Remote(id(name))
     }
 
     #[tokio::test]
     async fn remote_slot_then_local_then_queue() {
         let s = Scheduler::new(1);
-        let w = s.add_worker(1, 1);
-        assert_eq!(s.acquire(true, 0).await, Grant::Remote(w));
-        assert_eq!(s.acquire(true, 0).await, Grant::Local);
-        assert_eq!(s.acquire(true, 0).await, Grant::Remote(w));
+        s.add_worker(id("w"), 1, 1);
+        let a = s.acquire(true, 0).await;
+        assert_eq!(a.place(), &remote("w"));
+        let l = s.acquire(true, 0).await;
+        assert_eq!(l.place(), &Place::Local);
+        let b = s.acquire(true, 0).await;
+        assert_eq!(b.place(), &remote("w"));
         assert_eq!(try_now(&s, true), None);
         assert_eq!(try_now(&s, false), None);
-        s.release(Grant::Local);
-        assert_eq!(s.acquire(false, 0).await, Grant::Local);
-        s.release(Grant::Remote(w));
-        s.release(Grant::Remote(w));
-        assert_eq!(s.acquire(true, 0).await, Grant::Remote(w));
+        drop(l);
+        assert_eq!(s.acquire(false, 0).await.place(), &Place::Local);
+        drop((a, b));
+        assert_eq!(s.acquire(true, 0).await.place(), &remote("w"));
     }
 
     #[tokio::test]
     async fn failed_worker_is_paused() {
         let s = Scheduler::new(1);
-        let w = s.add_worker(2, 0);
-        s.worker_failed(w);
-        assert_eq!(s.acquire(true, 0).await, Grant::Local);
+        s.add_worker(id("w"), 2, 0);
+        s.worker_failed(&id("w"));
+        let l = s.acquire(true, 0).await;
+        assert_eq!(l.place(), &Place::Local);
         assert_eq!(try_now(&s, true), None);
-        s.worker_ok(w);
-        assert_eq!(s.acquire(true, 0).await, Grant::Remote(w));
+        s.worker_ok(&id("w"));
+        assert_eq!(s.acquire(true, 0).await.place(), &remote("w"));
     }
 
     #[tokio::test]
     async fn excluded_workers_are_never_granted() {
         let s = Scheduler::new(1);
-        let a = s.add_worker(1, 0);
-        let b = s.add_worker(1, 0);
-        assert_eq!(
-            s.acquire_excluding(true, 0, vec![a]).await,
-            Grant::Remote(b)
-        );
-        assert_eq!(s.acquire_excluding(true, 0, vec![a]).await, Grant::Local);
-        assert_eq!(s.acquire(true, 0).await, Grant::Remote(a));
+        s.add_worker(id("a"), 1, 0);
+        s.add_worker(id("b"), 1, 0);
+        let b = s.acquire_excluding(true, 0, vec![id("a")]).await;
+        assert_eq!(b.place(), &remote("b"));
+        let l = s.acquire_excluding(true, 0, vec![id("a")]).await;
+        assert_eq!(l.place(), &Place::Local);
+        assert_eq!(s.acquire(true, 0).await.place(), &remote("a"));
+    }
+
+    #[tokio::test]
+    async fn workers_join_and_leave_while_jobs_wait() {
+        let s = Arc::new(Scheduler::new(1));
+        let l = s.acquire(true, 0).await;
+        assert_eq!(l.place(), &Place::Local);
+        // A job waits; a worker joining serves it.
+        let s2 = s.clone();
+        let waiting = tokio::spawn(async move { s2.acquire(true, 0).await });
+        tokio::task::yield_now().await;
+        s.add_worker(id("new"), 1, 0);
+        let g = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("granted when the worker joined")
+            .expect("task");
+        assert_eq!(g.place(), &remote("new"));
+        // It leaves with the job still running: the grant gives back nothing, and no
+        // new job goes there.
+        s.remove_worker(&id("new"));
+        drop(g);
+        assert_eq!(try_now(&s, true), None);
+        drop(l);
+        assert_eq!(try_now(&s, true), Some(Place::Local));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_acquire_leaks_no_slot() {
+        let s = Arc::new(Scheduler::new(1));
+        s.add_worker(id("w"), 1, 0);
+        let held = s.acquire(true, 0).await;
+        let local = s.acquire(true, 0).await;
+        // Waits, then is cancelled (its future dropped) before and after it is granted.
+        let s2 = s.clone();
+        let t = tokio::spawn(async move { s2.acquire(true, 0).await });
+        tokio::task::yield_now().await;
+        t.abort();
+        let _ = t.await;
+        drop(held);
+        drop(local);
+        // Both slots are free again: one remote, one local.
+        let a = s.acquire(true, 0).await;
+        let b = s.acquire(true, 0).await;
+        let mut places = vec![a.place().clone(), b.place().clone()];
+        places.sort_by_key(|p| format!("{p:?}"));
+        assert_eq!(places, vec![Place::Local, remote("w")]);
     }
 
     #[tokio::test]
     async fn largest_waiting_job_goes_first() {
         let s = Arc::new(Scheduler::new(1));
-        assert_eq!(s.acquire(false, 0).await, Grant::Local);
+        let first = s.acquire(false, 0).await;
         let mut tasks = Vec::new();
         for cost in [10u64, 500, 40] {
             let s2 = s.clone();
-            tasks.push(tokio::spawn(async move {
-                let g = s2.acquire(false, cost).await;
-                (cost, g)
-            }));
+            tasks.push(tokio::spawn(async move { s2.acquire(false, cost).await }));
             tokio::task::yield_now().await;
         }
         // All three wait; each release serves the most costly one left.
         let mut order = Vec::new();
+        let mut held = Some(first);
         for _ in 0..3 {
-            s.release(Grant::Local);
+            drop(held.take());
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let done: Vec<usize> = tasks
-                .iter()
-                .enumerate()
-                .filter(|(i, t)| t.is_finished() && !order.contains(i))
-                .map(|(i, _)| i)
-                .collect();
+            let mut done = Vec::new();
+            for (i, t) in tasks.iter_mut().enumerate() {
+                if t.is_finished() && !order.contains(&i) {
+                    done.push(i);
+                    held = Some(t.await.expect("task"));
+                }
+            }
             assert_eq!(done.len(), 1, "one job per released slot");
             order.push(done[0]);
         }

@@ -24,8 +24,8 @@ use offload_shared::protocol::{CompilerRef, ToolchainInfo, ToolchainKind};
 use offload_shared::toolchain;
 use offload_shared::walk::Node;
 
+use super::executor::Executor;
 use super::oncemap::OnceMap;
-use super::remote::Worker;
 use super::stats::Stats;
 
 /// Whether a worker that answered `kind` and runs on `arch` may need this host's bundle.
@@ -38,13 +38,14 @@ fn may_need(kind: ToolchainKind, arch: Option<&str>) -> bool {
 /// [`may_need`]) and does not hold this very bundle. Gives the worker's new answer, or
 /// `info` when nothing was (or could be) shipped; failures are warnings, never errors.
 pub async fn if_needed(
-    worker: &Worker,
+    worker: &dyn Executor,
     bundles: &Bundles,
     stats: &Stats,
     ours: &CompilerRef,
     info: ToolchainInfo,
 ) -> ToolchainInfo {
-    let addr = &worker.addr;
+    let addr = worker.label();
+    let addr = &addr;
     if !may_need(info.kind, worker.arch().as_deref()) {
         return info;
     }
