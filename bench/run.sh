@@ -15,15 +15,9 @@
 set -euo pipefail
 RUNS=${1:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (the worker chroots each job)" >&2; exit 2; }
-command -v make >/dev/null || { apt-get update -qq && apt-get install -y -qq make >/dev/null; }
-cargo build --release -q -p offload --manifest-path "$ROOT/Cargo.toml"
-# The worker gets a private /tmp: run it from a copy outside /tmp.
-mkdir -p /var/tmp/offload-bench-bin
-cp "$ROOT/target/release/offload" /var/tmp/offload-bench-bin/offload
-O=/var/tmp/offload-bench-bin/offload
 B=$(mktemp -d /tmp/offload-bench.XXXXXX)
-WPID=
+. "$ROOT/bench/lib.sh"
+bench_setup
 cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
 trap cleanup EXIT
 
@@ -31,20 +25,6 @@ trap cleanup EXIT
 . "$ROOT/bench/sources.sh"
 bench_sources "$B"
 printf 'int answer(void) { return 42; }\n' > "$B/trivial.c"
-
-PORT=17420
-start_worker() {
-  unshare -m --propagation private sh -c \
-    "mount -t tmpfs tmpfs /tmp && exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w" \
-    2>"$B/worker.log" &
-  WPID=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
-  echo "worker did not start" >&2; exit 1
-}
-stop_worker() { kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=; }
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>"$B/last.err" || { cat "$B/last.err" >&2; exit 1; }; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null; }
 
 echo "| build | local -j1 (s) | offload, cold worker (s) | speed-up cold | offload, warm worker (s) | speed-up warm | remote/total |"
 echo "|---|---|---|---|---|---|---|"

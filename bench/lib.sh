@@ -1,0 +1,29 @@
+# Sourced by the benchmarks: the offload binary copied outside /tmp, a worker pinned to
+# core 1 in a mount namespace of its own with a private tmpfs /tmp, and timing helpers.
+# Expects ROOT (the repository) and B (a scratch directory) to be set.
+bench_setup() {
+  [ "$(id -u)" = 0 ] || { echo "$0: run as root (the worker chroots each job)" >&2; exit 2; }
+  command -v make >/dev/null || { apt-get update -qq && apt-get install -y -qq make >/dev/null; }
+  command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
+  cargo build --release -q -p offload --manifest-path "$ROOT/Cargo.toml"
+  # The worker gets a private /tmp: run it from a copy outside /tmp.
+  mkdir -p /var/tmp/offload-bench-bin
+  cp "$ROOT/target/release/offload" /var/tmp/offload-bench-bin/offload
+  O=/var/tmp/offload-bench-bin/offload
+  PORT=${PORT:-17420}
+  WPID=
+}
+start_worker() {
+  unshare -m --propagation private sh -c \
+    "mount -t tmpfs tmpfs /tmp && exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w" \
+    2>"$B/worker.log" &
+  WPID=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
+  echo "worker did not start" >&2; exit 1
+}
+stop_worker() { kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=; }
+# Seconds the command took; it must succeed (its stderr is kept in $B/last.err).
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>"$B/last.err" || { cat "$B/last.err" >&2; exit 1; }; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+# Seconds the command took, whatever its exit status (kept in $B/last.status).
+secs_any() { local t0 t1; t0=$(date +%s.%N); set +e; "$@" >"$B/last.out" 2>"$B/last.err"; echo $? >"$B/last.status"; set -e; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
