@@ -346,6 +346,15 @@ impl NetnsWorker {
         *guard = None;
     }
 
+    /// Takes the worker's machine off the network without a word, as a powered-off or
+    /// unplugged machine leaves: its end of the link goes down, so the host's packets are
+    /// dropped and nothing (no RST, no FIN) comes back. The worker keeps running.
+    pub fn vanish(&self) {
+        let dev = self.host_veth.replacen("oh", "on", 1);
+        ip(&["-n", &self.ns, "link", "set", &dev, "down"])
+            .unwrap_or_else(|e| panic!("cannot take the worker's link down: {e}"));
+    }
+
     /// Sends SIGTERM to the worker and waits up to `limit` for it to exit: its status, or
     /// `None` if it still runs.
     pub fn terminate(&self, limit: Duration) -> Option<std::process::ExitStatus> {

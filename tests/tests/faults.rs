@@ -4,10 +4,10 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use offload_e2e::projects;
-use offload_e2e::twice::run_twice_during;
+use offload_e2e::twice::{Both, run_twice_during};
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 use offload_shared::protocol::PROTOCOL_VERSION;
 
@@ -23,17 +23,17 @@ fn objects_in(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The worker (and every compile it runs) is SIGKILLed once three objects exist: the build
-/// still succeeds, every object and `.d` file is identical to a plain build's, the compiles
-/// in flight fell back and the rest ran locally.
-#[test]
-fn worker_killed_mid_build() {
+/// Builds Lua -O2 through a worker with 3 slots and, once three objects exist, does
+/// `to_worker` to it: the build must still succeed with every object and `.d` file identical
+/// to a plain build's, the compiles in flight falling back and the rest running locally.
+/// Gives the comparison and how long the build through offload ran after `to_worker`.
+fn lose_worker_mid_build(name: &str, to_worker: impl FnOnce(&NetnsWorker)) -> (Both, Duration) {
     let project = projects::lua("-O2", true);
     let worker = NetnsWorker::start(3);
-    let mut killed_at = None;
+    let mut lost = None;
     let both = run_twice_during(
         &Twice {
-            name: "worker_killed",
+            name,
             materialize: &|root| project.materialize(root),
             cwd: ".",
             argv: project.make_argv(3, "gcc"),
@@ -50,19 +50,19 @@ fn worker_killed_mid_build() {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            worker.kill();
-            killed_at = Some(objects_in(&obj));
+            to_worker(&worker);
+            lost = Some((objects_in(&obj), Instant::now()));
         },
     );
+    let after = lost.map(|(_, at)| at.elapsed());
     both.assert_plain_succeeded();
-    let s = both.summary;
-    let Some(killed_at) = killed_at else {
+    let s = &both.summary;
+    let Some((lost_at, _)) = lost else {
         panic!(
-            "the build through offload ended before three objects existed, so the worker was never killed\n{}",
+            "the build through offload ended before three objects existed, so the worker was never lost\n{}",
             both.context()
         );
     };
-    assert!(!worker.is_running());
     assert_eq!(
         s.calls,
         (project.objects + project.links) as u64,
@@ -71,17 +71,43 @@ fn worker_killed_mid_build() {
     );
     assert!(
         s.remote >= 1,
-        "{killed_at} objects existed when the worker was killed, yet none was compiled remotely\n{}",
+        "{lost_at} objects existed when the worker was lost, yet none was compiled remotely\n{}",
         both.context()
     );
     assert!(
         s.remote < project.objects as u64,
-        "every object compiled remotely although the worker was killed after {killed_at}\n{}",
+        "every object compiled remotely although the worker was lost after {lost_at}\n{}",
         both.context()
     );
     assert!(
         s.fell_back >= 1 || s.local > project.links as u64,
-        "after the kill, compiles must fall back or run locally\n{}",
+        "after the loss, compiles must fall back or run locally\n{}",
+        both.context()
+    );
+    drop(worker);
+    (both, after.unwrap_or_default())
+}
+
+/// The worker (and every compile it runs) is SIGKILLed mid-build.
+#[test]
+fn worker_killed_mid_build() {
+    let (_, _) = lose_worker_mid_build("worker_killed", |w| {
+        w.kill();
+        assert!(!w.is_running());
+    });
+}
+
+/// The worker's machine leaves the network mid-build without a word (no RST, no FIN: its
+/// link goes down): the host notices within seconds through TCP keepalive on its
+/// connections, not at the jobs' time limit (10 minutes), and the jobs in flight fall back.
+#[test]
+fn worker_vanishing_mid_build_is_noticed_within_seconds() {
+    let (both, after) = lose_worker_mid_build("worker_vanished", NetnsWorker::vanish);
+    // The rest of the build, compiled locally on this 2-core machine, takes ~10 s; a job
+    // waiting for a vanished worker would take 660 s.
+    assert!(
+        after < Duration::from_secs(60),
+        "the build ran {after:?} after the worker vanished\n{}",
         both.context()
     );
 }

@@ -141,6 +141,28 @@ const TRANSFER_MARGIN: Duration = Duration::from_secs(60);
 const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most bytes accepted in a result.
 const MAX_RESULT: u64 = 1 << 30;
+/// A connection quiet for this long (a compile running) is probed by TCP keepalive…
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
+/// …every this often, and declared dead after this many unanswered probes: a worker that
+/// vanishes (powered off, off the network) is noticed in about 5 s, not at the job's time
+/// limit, and its job falls back.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_PROBES: u32 = 3;
+/// Data the worker has not acknowledged for this long ends the connection too.
+const UNACKED_LIMIT: Duration = Duration::from_secs(10);
+
+/// Makes the kernel check that the worker is still there while a job runs (it answers
+/// keepalive probes even while it compiles, so a busy worker is never mistaken for a
+/// vanished one).
+fn watch_liveness(stream: &TcpStream) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    sock.set_tcp_keepalive(&ka)?;
+    sock.set_tcp_user_timeout(Some(UNACKED_LIMIT))
+}
 
 impl Worker {
     /// A worker at `addr`; nothing is connected yet.
@@ -207,6 +229,9 @@ impl Worker {
             .map_err(|_| cerr("timed out".into()))?
             .map_err(|e| cerr(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        if let Err(e) = watch_liveness(&stream) {
+            tracing::debug!(worker = self.addr, "cannot set TCP keepalive: {e}");
+        }
         let (r, w) = stream.into_split();
         let mut c = Conn {
             r: BufReader::new(r),
