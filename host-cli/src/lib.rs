@@ -9,6 +9,7 @@ pub mod build;
 pub mod cachedir;
 pub use offload_classify as classify;
 pub mod compilers;
+pub mod config;
 pub mod coordinator;
 pub mod ipc;
 pub mod status;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use offload_host::{build, compilers, wrapper};
+use offload_host::{build, compilers, config, wrapper};
 use offload_worker::jobroot::JobUser;
 
 #[derive(Parser)]
@@ -26,7 +26,9 @@ struct Cli {
 enum Command {
     /// Run a build command with its compiler calls distributed.
     Build {
-        /// A worker to use (HOST:PORT); repeat for several. Without one, a local worker is started.
+        /// A worker to use (HOST:PORT); repeat for several. Those of `config.toml` in the
+        /// config directory ($OFFLOAD_CONFIG_DIR, else ~/.config/offload) are used too.
+        /// Without any, a local worker is started.
         #[arg(long = "worker", value_name = "HOST:PORT")]
         workers: Vec<String>,
         /// Compiles to run on this host at once [default: the CPUs this process may use].
@@ -194,14 +196,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Build {
-            workers,
+            mut workers,
             jobs,
             local_nice,
             verbose,
             command,
         } => rt.block_on(build::run(build::BuildConfig {
             local_nice,
-            workers,
+            workers: {
+                let settings = config::load(&config::dir()?)?;
+                workers.extend(settings.workers);
+                workers
+            },
             local_slots: jobs.unwrap_or_else(cpus),
             local_worker_slots: cpus(),
             verbose,
