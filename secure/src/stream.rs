@@ -386,6 +386,21 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn bytes_after_the_close_are_an_error() {
+        let (mut a, mut b) = pair().await;
+        let mut wire = vec![0u8; WIRE_RECORD];
+        let n = a.records.seal(&[], &mut wire).unwrap();
+        wire.truncate(n);
+        wire.extend_from_slice(b"more");
+        a.inner.write_all(&wire).await.unwrap();
+        let err = b.read(&mut [0u8; 8]).await.unwrap_err();
+        assert!(
+            matches!(StreamError::of(&err), Some(StreamError::DataAfterClose)),
+            "{err}"
+        );
+    }
+
     impl<S> SecureStream<S> {
         fn records_sent(&self) -> u64 {
             self.records.sent()

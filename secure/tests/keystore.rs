@@ -1,6 +1,15 @@
 //! The keyring path for real: asked to use the OS keyring, a machine without a secret
 //! service (headless Linux, CI) falls back to the key file at once; one with a keyring
 //! stores the key there. Its own process, so the keyring is set up here and only here.
+//!
+//! CI has no secret service, so it runs the fallback. The keyring branch was checked by hand
+//! against gnome-keyring over D-Bus (Debian: `gnome-keyring`, `dbus`):
+//!
+//! ```text
+//! HOME=$(mktemp -d) XDG_RUNTIME_DIR=$HOME dbus-run-session -- sh -c \
+//!   'echo -n pw | gnome-keyring-daemon --unlock --components=secrets; sleep 1;
+//!    cargo test -p offload-secure --test keystore -- --nocapture'
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +31,11 @@ fn the_keyring_or_the_file_fallback_without_blocking() {
     assert!(!second.created);
     assert_eq!(first.identity.public(), second.identity.public());
     assert_eq!(first.location, second.location);
+    eprintln!("the key was kept in {}", first.location);
     match &first.location {
         KeyLocation::File(path) => {
             // No secret service here: the fallback, a 0600 file.
-            eprintln!("no keyring: {:?}", keyring::Entry::store_status());
+            eprintln!("(no keyring: {:?})", keyring::Entry::store_status());
             assert!(keyring::Entry::store_status().is_err());
             assert_eq!(*path, store.key_file());
             use std::os::unix::fs::PermissionsExt;
