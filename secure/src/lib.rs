@@ -81,8 +81,8 @@ mod stream;
 pub use code::PairingCode;
 pub use files::FileError;
 pub use handshake::{
-    HandshakeError, MAX_HANDSHAKE_MESSAGE, NOISE_PARAMS, PROTOCOL_NAME, PROTOCOL_VERSION, Session,
-    initiate, respond,
+    HANDSHAKE_HASH_LEN, HandshakeError, MAX_HANDSHAKE_MESSAGE, NOISE_PARAMS, PROTOCOL_NAME,
+    PROTOCOL_VERSION, Session, initiate, respond,
 };
 pub use identity::{Fingerprint, Identity, ParseError, PublicKey, RandomError};
 pub use keystore::{KEYRING_SERVICE, KeyError, KeyLocation, KeyStore, LoadedIdentity};
