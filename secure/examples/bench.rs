@@ -1,0 +1,196 @@
+//! What the secure channel costs on loopback TCP: handshake time per connection, bulk
+//! throughput one way and both ways at once, and a small request's round trip, each next to
+//! plain TCP.
+//!
+//! ```text
+//! cargo run --release -p offload-secure --example bench [MiB] [handshakes] [round trips]
+//! ```
+//! (defaults: 256 MiB, 300 handshakes, 5000 round trips of 200 bytes).
+
+use std::time::{Duration, Instant};
+
+use offload_secure::{Identity, initiate, respond};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const CHUNK: usize = 1 << 20;
+
+async fn tcp_pair(listener: &TcpListener) -> Result<(TcpStream, TcpStream)> {
+    let (client, accepted) = tokio::join!(
+        TcpStream::connect(listener.local_addr()?),
+        listener.accept()
+    );
+    let (client, server) = (client?, accepted?.0);
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
+}
+
+/// Writes `total` bytes in 1 MiB writes, then shuts down.
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, total: usize) -> Result<()> {
+    let chunk = vec![0x5au8; CHUNK];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        w.write_all(&chunk[..n]).await?;
+        left -= n;
+    }
+    w.shutdown().await?;
+    Ok(())
+}
+
+/// Reads to the end; returns the byte count.
+async fn drain<R: AsyncRead + Unpin>(r: &mut R) -> Result<usize> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+async fn one_way<S>(mut a: S, mut b: S, total: usize) -> Result<Duration>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let reader = tokio::spawn(async move { drain(&mut b).await });
+    send(&mut a, total).await?;
+    let got = reader.await??;
+    assert_eq!(got, total);
+    Ok(started.elapsed())
+}
+
+async fn both_ways<S>(a: S, b: S, total: usize) -> Result<Duration>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in [a, b] {
+        let (mut r, mut w) = tokio::io::split(s);
+        tasks.push(tokio::spawn(async move {
+            send(&mut w, total).await.map(|()| 0)
+        }));
+        tasks.push(tokio::spawn(async move { drain(&mut r).await }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// `n` round trips of a 200-byte request and a 200-byte answer; returns the mean.
+async fn round_trips<S>(mut a: S, mut b: S, n: u32) -> Result<Duration>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 200];
+        for _ in 0..n {
+            b.read_exact(&mut buf).await?;
+            b.write_all(&buf).await?;
+            b.flush().await?;
+        }
+        Result::Ok(())
+    });
+    let msg = [7u8; 200];
+    let mut buf = [0u8; 200];
+    let started = Instant::now();
+    for _ in 0..n {
+        a.write_all(&msg).await?;
+        a.flush().await?;
+        a.read_exact(&mut buf).await?;
+    }
+    let took = started.elapsed();
+    echo.await??;
+    Ok(took / n)
+}
+
+fn mib_s(bytes: usize, took: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / took.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<std::result::Result<_, _>>()?;
+    let mib = args.first().copied().unwrap_or(256);
+    let handshakes = args.get(1).copied().unwrap_or(300);
+    let trips = u32::try_from(args.get(2).copied().unwrap_or(5000))?;
+    let total = mib << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let (host, worker) = (Identity::generate()?, Identity::generate()?);
+
+    let mut plain_connect = Vec::new();
+    let mut secure_connect = Vec::new();
+    for _ in 0..handshakes {
+        let started = Instant::now();
+        let (client, server) = tcp_pair(&listener).await?;
+        plain_connect.push(started.elapsed());
+        let (x, y) = tokio::join!(initiate(client, &host), respond(server, &worker));
+        x?;
+        y?;
+        secure_connect.push(started.elapsed());
+    }
+    plain_connect.sort();
+    secure_connect.sort();
+    println!(
+        "connect, {handshakes} times: TCP median {:?}; TCP + handshake median {:?}, p95 {:?}, max {:?}",
+        percentile(&plain_connect, 0.5),
+        percentile(&secure_connect, 0.5),
+        percentile(&secure_connect, 0.95),
+        secure_connect.last().copied().unwrap_or_default(),
+    );
+
+    let (a, b) = tcp_pair(&listener).await?;
+    let plain = one_way(a, b, total).await?;
+    let (a, b) = secure_pair(&listener, &host, &worker).await?;
+    let secure = one_way(a, b, total).await?;
+    println!(
+        "{mib} MiB one way: TCP {:.0} MiB/s ({plain:.2?}); secure {:.0} MiB/s ({secure:.2?})",
+        mib_s(total, plain),
+        mib_s(total, secure)
+    );
+
+    let (a, b) = tcp_pair(&listener).await?;
+    let plain = both_ways(a, b, total).await?;
+    let (a, b) = secure_pair(&listener, &host, &worker).await?;
+    let secure = both_ways(a, b, total).await?;
+    println!(
+        "{mib} MiB each way at once: TCP {:.0} MiB/s ({plain:.2?}); secure {:.0} MiB/s ({secure:.2?}), both directions counted",
+        mib_s(2 * total, plain),
+        mib_s(2 * total, secure)
+    );
+
+    let (a, b) = tcp_pair(&listener).await?;
+    let plain = round_trips(a, b, trips).await?;
+    let (a, b) = secure_pair(&listener, &host, &worker).await?;
+    let secure = round_trips(a, b, trips).await?;
+    println!("200-byte round trip, mean of {trips}: TCP {plain:.1?}; secure {secure:.1?}");
+    Ok(())
+}
+
+async fn secure_pair(
+    listener: &TcpListener,
+    host: &Identity,
+    worker: &Identity,
+) -> Result<(
+    offload_secure::SecureStream<TcpStream>,
+    offload_secure::SecureStream<TcpStream>,
+)> {
+    let (client, server) = tcp_pair(listener).await?;
+    let (x, y) = tokio::join!(initiate(client, host), respond(server, worker));
+    Ok((x?.0, y?.0))
+}
