@@ -2,8 +2,6 @@
 //! goodbye when stopping.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mdns_sd::{ServiceDaemon, ServiceInfo};
@@ -48,17 +46,16 @@ pub struct Advertiser {
     ad: WorkerAd,
     fullname: String,
     opts: AdvertiseOptions,
-    /// Set once mdns-sd has announced the service (name probing done).
-    announced: Arc<AtomicBool>,
+    /// The announcement's number, in the record as `seq`.
+    seq: u32,
 }
 
 impl Advertiser {
-    /// Checks `ad`, starts an mDNS responder and announces it. The announcement goes out
-    /// after mDNS's name probing, about 750 ms later.
+    /// Checks `ad`, starts an mDNS responder and announces it (at once, and again a
+    /// second later).
     pub fn start(ad: WorkerAd, opts: AdvertiseOptions) -> Result<Advertiser, Error> {
-        let info = service_info(&ad, &opts)?;
-        let announced = Arc::new(AtomicBool::new(false));
-        let daemon = net::start_daemon(&opts.net, "advertise", Some(announced.clone()))?;
+        let info = service_info(&ad, 0, &opts)?;
+        let daemon = net::start_daemon(&opts.net, "advertise")?;
         let fullname = info.get_fullname().to_owned();
         if let Err(e) = daemon.register(info) {
             net::shutdown(&daemon, opts.goodbye_wait);
@@ -75,7 +72,7 @@ impl Advertiser {
             ad,
             fullname,
             opts,
-            announced,
+            seq: 0,
         })
     }
 
@@ -91,19 +88,15 @@ impl Advertiser {
         if ad == self.ad {
             return Ok(false);
         }
-        let mut info = service_info(&ad, &self.opts)?;
+        let seq = self.seq.wrapping_add(1);
+        let info = service_info(&ad, seq, &self.opts)?;
         let Some(daemon) = &self.daemon else {
             return Err(Error::Mdns("the advertiser is stopped".into()));
         };
-        // The names were probed at the start; a record with new data is only announced
-        // (RFC 6762 §8.4). mdns-sd would probe again for the new TXT record (750 ms)
-        // unless told not to. During the first probing, the update joins it.
-        if self.announced.load(Ordering::Relaxed) {
-            info.set_requires_probe(false);
-        }
-        // mdns-sd sends it at once and again a second later (RFC 6762 §8.3); a record
-        // sent less than a second ago is not sent again (§6), so going back to a
-        // previous state within a second is seen a second later, by the second send.
+        // mdns-sd sends it at once and again a second later (RFC 6762 §8.3). `seq` makes
+        // the record new even when the state goes back to an earlier one: mDNS does not
+        // send a record again within a second (§6), and a browser's cache keeps a
+        // record it got less than a second before (§10.2) and would not report it anew.
         daemon.register(info).map_err(Error::mdns)?;
         tracing::debug!(
             instance = %self.fullname,
@@ -113,6 +106,7 @@ impl Advertiser {
             "re-announcing the worker"
         );
         self.ad = ad;
+        self.seq = seq;
         Ok(true)
     }
 
@@ -163,8 +157,8 @@ impl Drop for Advertiser {
 
 /// The mDNS service for `ad`: instance and host names derived from its id, the TXT
 /// record, the port, the addresses.
-fn service_info(ad: &WorkerAd, opts: &AdvertiseOptions) -> Result<ServiceInfo, Error> {
-    let props = txt::encode(ad)?;
+fn service_info(ad: &WorkerAd, seq: u32, opts: &AdvertiseOptions) -> Result<ServiceInfo, Error> {
+    let props = txt::encode(ad, seq)?;
     let instance = ad.id.instance_name();
     let host = ad.id.host_name();
     let info = match &opts.addresses {
@@ -181,5 +175,11 @@ fn service_info(ad: &WorkerAd, opts: &AdvertiseOptions) -> Result<ServiceInfo, E
     };
     let mut info = info.map_err(Error::mdns)?;
     info.set_interfaces(opts.net.service_if_kinds());
+    // No name probing (RFC 6762 §8.1): the names derive from the worker's key, so they
+    // are unique unless the same key runs twice. Probing costs 750 ms at the start, and
+    // mdns-sd probes again for every changed TXT record, where the daemon's own
+    // announcements, looped back on an interface still probing, look like a conflict
+    // and get the instance renamed ("offload-… (2)").
+    info.set_requires_probe(false);
     Ok(info)
 }

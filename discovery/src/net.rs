@@ -2,8 +2,6 @@
 //! the few things done the same way to both mDNS daemons.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon};
@@ -128,13 +126,9 @@ impl Error {
 }
 
 /// Starts an mDNS daemon with `net` applied, and a thread that logs what it reports
-/// (socket errors, addresses coming and going) through `tracing` and sets `announced`
-/// when it has announced a service; the thread ends with the daemon.
-pub(crate) fn start_daemon(
-    net: &NetOptions,
-    role: &'static str,
-    announced: Option<Arc<AtomicBool>>,
-) -> Result<ServiceDaemon, Error> {
+/// (socket errors, name conflicts, addresses coming and going) through `tracing`; the
+/// thread ends with the daemon.
+pub(crate) fn start_daemon(net: &NetOptions, role: &'static str) -> Result<ServiceDaemon, Error> {
     let daemon = ServiceDaemon::new().map_err(Error::mdns)?;
     let started = net.apply(&daemon).and_then(|()| {
         let monitor = daemon.monitor().map_err(Error::mdns)?;
@@ -156,9 +150,6 @@ pub(crate) fn start_daemon(
                         }
                         DaemonEvent::Announce(name, on) => {
                             tracing::trace!(role, "mDNS: announced {name} on {on}");
-                            if let Some(a) = &announced {
-                                a.store(true, Ordering::Relaxed);
-                            }
                         }
                         other => tracing::trace!(role, "mDNS: {other:?}"),
                     }

@@ -1,4 +1,4 @@
-//! The TXT record of `_offload._tcp`: one table ([`FIELDS`]) says, for every key, which
+//! The TXT record of `_offload._tcp`: one table (`FIELDS`) says, for every key, which
 //! field of [`WorkerAd`] it carries, how long its value may be and how it is written and
 //! read; [`encode`] and [`decode`] only walk it. The schema is described in the crate's
 //! documentation ("The TXT record").
@@ -113,8 +113,9 @@ pub(crate) struct Field {
     pub(crate) required: bool,
     /// The longest value accepted when reading (checked before anything else).
     pub(crate) max: usize,
-    /// Writes the field; `None` leaves the key out.
-    encode: fn(&WorkerAd) -> Option<String>,
+    /// Writes the field of an ad (and the announcement's sequence number, for `seq`);
+    /// `None` leaves the key out.
+    encode: fn(&WorkerAd, u32) -> Option<String>,
     /// Reads the value into the draft.
     decode: fn(&str, &mut Draft) -> Result<(), AdError>,
 }
@@ -129,7 +130,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: VERSION_KEY,
         required: true,
         max: 10,
-        encode: |_| Some(TXT_VERSION.to_string()),
+        encode: |_, _| Some(TXT_VERSION.to_string()),
         // Checked before all the others, in `decode`.
         decode: |_, _| Ok(()),
     },
@@ -137,7 +138,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "proto",
         required: true,
         max: 10,
-        encode: |ad| Some(ad.protocol.to_string()),
+        encode: |ad, _| Some(ad.protocol.to_string()),
         decode: |v, d| {
             d.protocol = Some(uint("proto", v)?);
             Ok(())
@@ -147,7 +148,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "id",
         required: true,
         max: WORKER_ID_MAX,
-        encode: |ad| Some(ad.id.as_str().to_owned()),
+        encode: |ad, _| Some(ad.id.as_str().to_owned()),
         decode: |v, d| {
             d.id = Some(WorkerId::new(v)?);
             Ok(())
@@ -157,7 +158,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "name",
         required: true,
         max: NAME_MAX,
-        encode: |ad| Some(ad.name.clone()),
+        encode: |ad, _| Some(ad.name.clone()),
         decode: |v, d| {
             check_name(v)?;
             d.name = Some(v.to_owned());
@@ -168,7 +169,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "arch",
         required: true,
         max: TOKEN_MAX,
-        encode: |ad| Some(ad.arch.as_str().to_owned()),
+        encode: |ad, _| Some(ad.arch.as_str().to_owned()),
         decode: |v, d| {
             d.arch = Some(Arch::parse(v)?);
             Ok(())
@@ -178,7 +179,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "slots",
         required: true,
         max: 5,
-        encode: |ad| Some(ad.slots.to_string()),
+        encode: |ad, _| Some(ad.slots.to_string()),
         decode: |v, d| {
             d.slots = Some(uint("slots", v)?);
             Ok(())
@@ -188,7 +189,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "free",
         required: true,
         max: 5,
-        encode: |ad| Some(ad.free_slots.to_string()),
+        encode: |ad, _| Some(ad.free_slots.to_string()),
         decode: |v, d| {
             d.free_slots = Some(uint("free", v)?);
             Ok(())
@@ -198,7 +199,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "don",
         required: true,
         max: 1,
-        encode: |ad| Some(if ad.donating { "1" } else { "0" }.to_owned()),
+        encode: |ad, _| Some(if ad.donating { "1" } else { "0" }.to_owned()),
         decode: |v, d| {
             d.donating = Some(match v {
                 "1" => true,
@@ -212,7 +213,7 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "why",
         required: true,
         max: TOKEN_MAX,
-        encode: |ad| Some(ad.reason.as_str().to_owned()),
+        encode: |ad, _| Some(ad.reason.as_str().to_owned()),
         decode: |v, d| {
             d.reason = Some(Reason::parse(v)?);
             Ok(())
@@ -222,18 +223,26 @@ pub(crate) const FIELDS: &[Field] = &[
         key: "epoch",
         required: true,
         max: 20,
-        encode: |ad| Some(ad.epoch.to_string()),
+        encode: |ad, _| Some(ad.epoch.to_string()),
         decode: |v, d| {
             d.epoch = Some(uint("epoch", v)?);
             Ok(())
         },
     },
     Field {
+        key: "seq",
+        required: false,
+        max: 10,
+        encode: |_, seq| Some(seq.to_string()),
+        // Only there to make each announcement's record new to mDNS caches.
+        decode: |v, _| uint::<u32>("seq", v).map(drop),
+    },
+    Field {
         key: CC_KEY,
         required: false,
         max: TXT_STRING_MAX,
         // The whole list; `encode` cuts it to the budget.
-        encode: |ad| {
+        encode: |ad, _| {
             (!ad.compilers.is_empty()).then(|| {
                 ad.compilers
                     .iter()
@@ -260,7 +269,7 @@ pub(crate) const FIELDS: &[Field] = &[
         required: false,
         max: 1,
         // Written by `encode` when it had to cut the list (or the ad says it was cut).
-        encode: |ad| ad.compilers_truncated.then(|| "1".to_owned()),
+        encode: |ad, _| ad.compilers_truncated.then(|| "1".to_owned()),
         decode: |v, d| {
             d.compilers_truncated = match v {
                 "1" => true,
@@ -292,40 +301,33 @@ pub fn wire_size<K: AsRef<str>, V: AsRef<str>>(props: &[(K, V)]) -> usize {
         .sum()
 }
 
-/// Checks `ad` and writes its TXT properties, `txtvers` first. Every string fits in
-/// [`TXT_STRING_MAX`] bytes and the record in [`TXT_BUDGET`]: when the compilers do not
-/// fit, the list keeps its first ones (those that fit, in order) and `ccmore=1` says it
-/// was cut.
+/// Checks `ad` and writes its TXT properties, `txtvers` first, with `seq` as the
+/// announcement's sequence number. Every string fits in [`TXT_STRING_MAX`] bytes and the
+/// record in [`TXT_BUDGET`]: when the compilers do not fit, the list keeps its first
+/// ones (those that fit, in order) and `ccmore=1` says it was cut.
 ///
 /// The port is not in the record (it is the SRV record's).
-pub fn encode(ad: &WorkerAd) -> Result<Vec<(&'static str, String)>, AdError> {
+pub fn encode(ad: &WorkerAd, seq: u32) -> Result<Vec<(&'static str, String)>, AdError> {
     check(ad)?;
-    let mut props: Vec<(&'static str, String)> = FIELDS
-        .iter()
-        .filter_map(|f| (f.encode)(ad).map(|v| (f.key, v)))
-        .collect();
-    if wire_size(&props) > TXT_BUDGET || cc_string_too_long(&props) {
-        // Drop compilers from the end until the record fits; mark it as cut.
-        let mut kept = ad.compilers.clone();
-        while !kept.is_empty() {
-            kept.pop();
-            let shorter = WorkerAd {
-                compilers: kept.clone(),
-                compilers_truncated: true,
-                ..ad.clone()
-            };
-            props = FIELDS
-                .iter()
-                .filter_map(|f| (f.encode)(&shorter).map(|v| (f.key, v)))
-                .collect();
-            if wire_size(&props) <= TXT_BUDGET && !cc_string_too_long(&props) {
-                break;
-            }
-        }
+    let write = |ad: &WorkerAd| -> Vec<(&'static str, String)> {
+        FIELDS
+            .iter()
+            .filter_map(|f| (f.encode)(ad, seq).map(|v| (f.key, v)))
+            .collect()
+    };
+    let fits = |props: &[(&'static str, String)]| {
+        wire_size(props) <= TXT_BUDGET && !cc_string_too_long(props)
+    };
+    let mut props = write(ad);
+    // Drop compilers from the end until the record fits; mark it as cut.
+    let mut cut = ad.clone();
+    while !fits(&props) && cut.compilers.pop().is_some() {
+        cut.compilers_truncated = true;
+        props = write(&cut);
     }
-    // Every fixed field is bounded: together they take at most ~300 bytes (a test checks
+    // Every fixed field is bounded: together they take at most ~320 bytes (a test checks
     // the worst case), so with the compilers cut the record always fits.
-    debug_assert!(wire_size(&props) <= TXT_BUDGET);
+    debug_assert!(fits(&props));
     Ok(props)
 }
 
@@ -448,11 +450,6 @@ where
     Ok(ad)
 }
 
-/// [`decode`] for the properties `mdns-sd` resolved.
-pub(crate) fn decode_mdns(props: &mdns_sd::TxtProperties, port: u16) -> Result<WorkerAd, AdError> {
-    decode(props.iter().map(|p| (p.key(), p.val())), port)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,12 +486,12 @@ mod tests {
     }
 
     fn props_of(ad: &WorkerAd) -> Vec<(&'static str, Option<Vec<u8>>)> {
-        as_input(&encode(ad).unwrap())
+        as_input(&encode(ad, 0).unwrap())
     }
 
     #[test]
     fn the_record_as_written() {
-        let props = encode(&ad()).unwrap();
+        let props = encode(&ad(), 7).unwrap();
         let text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             text,
@@ -509,6 +506,7 @@ mod tests {
                 "don=1",
                 "why=idle",
                 "epoch=1700000000123",
+                "seq=7",
                 "cc=gcc-12,g++-12,clang-14",
             ]
         );
@@ -580,7 +578,7 @@ mod tests {
                 reason: r.clone(),
                 ..base.clone()
             };
-            let props = encode(&ad).unwrap();
+            let props = encode(&ad, 0).unwrap();
             assert!(props.contains(&("why", (*t).to_owned())));
             assert_eq!(decode_owned(&as_input(&props), 7420).unwrap(), ad);
         }
@@ -592,7 +590,7 @@ mod tests {
         ad.compilers = (0..200)
             .map(|i| Compiler::new(format!("x86_64-linux-gnu-gcc-{i}")).unwrap())
             .collect();
-        let props = encode(&ad).unwrap();
+        let props = encode(&ad, 0).unwrap();
         assert!(wire_size(&props) <= TXT_BUDGET, "{}", wire_size(&props));
         for (k, v) in &props {
             assert!(k.len() + 1 + v.len() <= TXT_STRING_MAX);
@@ -610,7 +608,7 @@ mod tests {
         };
         let all: Vec<_> = FIELDS
             .iter()
-            .filter_map(|f| (f.encode)(&longer).map(|v| (f.key, v)))
+            .filter_map(|f| (f.encode)(&longer, 0).map(|v| (f.key, v)))
             .collect();
         assert!(wire_size(&all) > TXT_BUDGET || cc_string_too_long(&all));
         // Re-encoding the cut ad keeps it cut.
@@ -628,17 +626,28 @@ mod tests {
             free_slots: u16::MAX,
             donating: false,
             reason: Reason::Other("r".repeat(TOKEN_MAX)),
-            compilers: vec![Compiler::new("c".repeat(TOKEN_MAX)).unwrap(); 1],
+            compilers: vec![],
             compilers_truncated: true,
             port: 1,
             epoch: u64::MAX,
         };
-        let props = encode(&worst).unwrap();
+        let props = encode(&worst, u32::MAX).unwrap();
         let size = wire_size(&props);
-        assert!(size <= TXT_BUDGET, "{size}");
-        // And still room for a few compilers.
-        assert!(TXT_BUDGET - size >= 60, "{size}");
+        // Room left for compilers (`cc=` and a few), even in this worst case.
+        assert!(TXT_BUDGET - size >= 80, "{size}");
         assert_eq!(decode_owned(&as_input(&props), 1).unwrap(), worst);
+        // A typical ad leaves about 200 bytes.
+        let typical = wire_size(
+            &encode(
+                &WorkerAd {
+                    compilers: vec![],
+                    ..ad()
+                },
+                12,
+            )
+            .unwrap(),
+        );
+        assert!(TXT_BUDGET - typical >= 190, "{typical}");
     }
 
     #[test]
@@ -676,7 +685,7 @@ mod tests {
             ),
         ];
         for (what, ad, want) in cases {
-            assert_eq!(encode(&ad), Err(want), "{what}");
+            assert_eq!(encode(&ad, 0), Err(want), "{what}");
         }
     }
 
@@ -884,6 +893,11 @@ mod tests {
                 "duplicate txtvers",
                 |p| p.push(("TxtVers", Some(b"1".to_vec()))),
                 AdError::DuplicateKey { key: "txtvers" },
+            ),
+            (
+                "seq not a number",
+                |p| set(p, "seq", Some(b"x")),
+                AdError::invalid("seq", "not a decimal number"),
             ),
             (
                 "ccmore not a bit",

@@ -63,6 +63,21 @@ fn browse(node: &Node, opts: BrowseOptions) -> (Browser, UnboundedReceiver<Brows
     })
 }
 
+/// A LAN of `nodes` and a browser subscribed in node `at`; `None` (the test skipped,
+/// saying why) when not root.
+fn lan_with_browser(
+    nodes: usize,
+    at: usize,
+) -> Option<(Lan, Browser, UnboundedReceiver<BrowseEvent>)> {
+    if !lan::can_run() {
+        return None;
+    }
+    init_logs();
+    let lan = Lan::new(nodes);
+    let (browser, rx) = browse(lan.node(at), BrowseOptions::default());
+    Some((lan, browser, rx))
+}
+
 /// Waits up to `within` for an event that `pred` accepts; returns it and how long it
 /// took. Panics with the events seen meanwhile when none comes.
 fn wait_for(
@@ -124,12 +139,9 @@ fn has_addrs(w: &Worker, ips: &[IpAddr]) -> bool {
 /// Found with the right ad and addresses; an update seen; a goodbye removes it.
 #[test]
 fn found_updated_and_gone_after_goodbye() {
-    if !lan::can_run() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(2, 1) else {
         return;
-    }
-    init_logs();
-    let lan = Lan::new(2);
-    let (browser, mut rx) = browse(lan.node(1), BrowseOptions::default());
+    };
     let mut want = ad("worker-a-key", "worker A", 8);
     let id = want.id.clone();
     let started = Instant::now();
@@ -212,18 +224,103 @@ fn found_updated_and_gone_after_goodbye() {
     );
 }
 
+/// Going back to a previous state within a second (which mDNS does not repeat within a
+/// second, RFC 6762 §6) still ends with the browser on the last state.
+#[test]
+fn quick_changes_settle_on_the_last_state() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(2, 1) else {
+        return;
+    };
+    let mut want = ad("flapping-key", "flapping", 8);
+    let mut adv = advertise(lan.node(0), want.clone(), NetOptions::default());
+    wait_for(
+        &mut rx,
+        Duration::from_secs(2),
+        "found",
+        |ev| matches!(ev, BrowseEvent::Added(w) if w.ad.id == want.id),
+    );
+    // The updates (its IPv6 addresses) that follow the first announcement are not
+    // the ones this test waits for.
+    std::thread::sleep(Duration::from_millis(300));
+    while rx.try_recv().is_ok() {}
+    let t = Instant::now();
+    for free in [7, 6, 7, 8] {
+        want.free_slots = free;
+        adv.update(want.clone()).expect("update");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The events end on the last state (earlier ones may come before it), and so does
+    // the set; nothing else comes later.
+    wait_for(
+        &mut rx,
+        Duration::from_millis(2500),
+        "the last state",
+        |ev| matches!(ev, BrowseEvent::Updated(w) if w.ad == want),
+    );
+    let settled = t.elapsed();
+    none_for(
+        &mut rx,
+        Duration::from_millis(2000),
+        "stays on the last state",
+        |ev| worker_of(ev).is_some_and(|w| w.ad != want),
+    );
+    assert_eq!(browser.get(&want.id).map(|w| w.ad), Some(want));
+    eprintln!("MEASURED 4 changes in 80 ms: the last seen {settled:?} after the first");
+}
+
+/// Announcing given addresses (as the Mac app does for its container's published port)
+/// announces those only; a long compiler list is cut to fit and flagged.
+#[test]
+fn given_addresses_and_a_long_compiler_list() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(2, 1) else {
+        return;
+    };
+    let mut want = ad("published-key", "published", 8);
+    want.port = 17420;
+    want.compilers = (0..60)
+        .map(|i| Compiler::new(format!("aarch64-linux-gnu-gcc-{i}")).expect("compiler"))
+        .collect();
+    let published: IpAddr = "10.232.0.77".parse().expect("addr");
+    let opts = AdvertiseOptions {
+        addresses: Some(vec![published]),
+        ..AdvertiseOptions::default()
+    };
+    let sent = want.clone();
+    let _adv = lan
+        .node(0)
+        .run(move || Advertiser::start(sent, opts).expect("advertiser"));
+    let (ev, _) = wait_for(
+        &mut rx,
+        Duration::from_secs(2),
+        "found",
+        |ev| matches!(ev, BrowseEvent::Added(w) if w.ad.id == want.id),
+    );
+    let found = worker_of(&ev).cloned().expect("worker");
+    assert_eq!(found.addrs, [SocketAddr::new(published, 17420)]);
+    assert!(found.ad.compilers_truncated);
+    let n = found.ad.compilers.len();
+    assert!((3..60).contains(&n), "{n} compilers kept");
+    assert_eq!(found.ad.compilers[..], want.compilers[..n]);
+    // No later update brings another address.
+    none_for(
+        &mut rx,
+        Duration::from_millis(1500),
+        "only the given address",
+        |ev| worker_of(ev).is_some_and(|w| w.addrs != found.addrs),
+    );
+    assert_eq!(browser.workers().len(), 1);
+    eprintln!("MEASURED {n} of 60 compilers fit the TXT record");
+}
+
 /// Two workers at once; a worker seen on two segments is one entry with the addresses of
 /// both; a worker pinned to one interface is announced there only; dropping an
 /// advertiser says goodbye.
 #[test]
 fn two_workers_two_segments_one_entry_each() {
-    if !lan::can_run() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(3, 2) else {
         return;
-    }
-    init_logs();
-    let lan = Lan::new(3);
+    };
     lan.add_segment(&[0, 1, 2]);
-    let (browser, mut rx) = browse(lan.node(2), BrowseOptions::default());
     let a = ad("worker-a-key", "worker A", 4);
     let mut b = ad("worker-b-key", "worker B", 16);
     b.arch = Arch::Aarch64;
@@ -379,7 +476,8 @@ fn killed_worker_marked_dead_stays_out() {
     init_logs();
     let verify = Duration::from_secs(1);
     let want = ad("killed-key", "killed", 4);
-    let (_lan, browser, mut rx, found) = killed_worker(&want, verify);
+    let (lan, browser, mut rx, found) = killed_worker(&want, verify);
+    let first_epoch = browser.get(&want.id).expect("found").ad.epoch;
     // Nothing tells mDNS.
     none_for(
         &mut rx,
@@ -406,46 +504,92 @@ fn killed_worker_marked_dead_stays_out() {
         |ev| matches!(ev, BrowseEvent::Added(_)),
     );
     assert!(browser.workers().is_empty());
-    eprintln!("MEASURED child found {found:?}; removed {marked:?} after mark_dead");
+    // Restarted (same id, same instance name, a new epoch): back at once.
+    let t = Instant::now();
+    let mut restarted_child = spawn_child(lan.node(0), &want);
+    let (ev, _) = wait_for(
+        &mut rx,
+        Duration::from_secs(2),
+        "restarted",
+        |ev| matches!(ev, BrowseEvent::Added(w) if w.ad.id == want.id),
+    );
+    let restarted = t.elapsed();
+    let _ = restarted_child.kill();
+    let _ = restarted_child.wait();
+    let new_epoch = worker_of(&ev).map(|w| w.ad.epoch);
+    assert!(
+        new_epoch > Some(first_epoch),
+        "{new_epoch:?} after {first_epoch}"
+    );
+    eprintln!(
+        "MEASURED child found {found:?}; removed {marked:?} after mark_dead; restarted, found {restarted:?} after its start"
+    );
 }
 
 /// The host marked a worker dead, but it is alive (its connection failed for another
-/// reason): it comes back once it has answered mDNS's verification.
-#[test]
-fn marked_dead_but_alive_comes_back() {
-    if !lan::can_run() {
-        return;
-    }
+/// reason): it stays out for the hold, even though it answers mDNS (and changes state
+/// meanwhile, if `changes`), and then comes back as it is now.
+fn marked_dead_but_alive(changes: bool) {
     init_logs();
     let lan = Lan::new(2);
-    let verify = Duration::from_secs(1);
+    let hold = Duration::from_secs(2);
     let (browser, mut rx) = browse(
         lan.node(1),
         BrowseOptions {
-            verify_timeout: verify,
+            verify_timeout: Duration::from_millis(500),
+            dead_hold: hold,
             ..BrowseOptions::default()
         },
     );
-    let want = ad("alive-key", "alive", 4);
-    let _adv = advertise(lan.node(0), want.clone(), NetOptions::default());
+    let mut want = ad("alive-key", "alive", 4);
+    let mut adv = advertise(lan.node(0), want.clone(), NetOptions::default());
     wait_for(
         &mut rx,
         Duration::from_secs(2),
         "found",
         |ev| matches!(ev, BrowseEvent::Added(w) if w.ad.id == want.id),
     );
+    let t = Instant::now();
     assert!(browser.mark_dead(&want.id));
     wait_for(&mut rx, Duration::from_millis(100), "marked dead", |ev| {
         is_removed(ev, &want.id, RemoveCause::MarkedDead)
     });
-    let (ev, back) = wait_for(
+    if changes {
+        // While mDNS verifies it: mdns-sd then reports it removed.
+        want.free_slots = 2;
+        adv.update(want.clone()).expect("update");
+    }
+    none_for(
         &mut rx,
-        verify + Duration::from_secs(3),
+        hold - Duration::from_millis(300),
+        "held out",
+        |ev| matches!(ev, BrowseEvent::Added(_) | BrowseEvent::Updated(_)),
+    );
+    assert!(browser.workers().is_empty());
+    let (ev, _) = wait_for(
+        &mut rx,
+        Duration::from_secs(3),
         "back",
         |ev| matches!(ev, BrowseEvent::Added(w) if w.ad.id == want.id),
     );
-    assert_eq!(worker_of(&ev).map(|w| &w.ad), Some(&want));
-    eprintln!("MEASURED back {back:?} after mark_dead (verify timeout {verify:?})");
+    let back = t.elapsed();
+    assert!(back >= hold, "{back:?}");
+    assert_eq!(worker_of(&ev).map(|w| &w.ad), Some(&want), "as it is now");
+    eprintln!("MEASURED back {back:?} after mark_dead (hold {hold:?}, changes: {changes})");
+}
+
+#[test]
+fn marked_dead_but_alive_comes_back_after_the_hold() {
+    if lan::can_run() {
+        marked_dead_but_alive(false);
+    }
+}
+
+#[test]
+fn marked_dead_but_alive_and_changing_comes_back_after_the_hold() {
+    if lan::can_run() {
+        marked_dead_but_alive(true);
+    }
 }
 
 /// A worker killed without a goodbye, and nobody marking it dead: mDNS removes it when
@@ -470,12 +614,9 @@ fn killed_worker_expires_with_its_ttl() {
 /// the good worker as it was, and goes on following it.
 #[test]
 fn hostile_advertiser_does_not_disturb_the_browser() {
-    if !lan::can_run() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(3, 1) else {
         return;
-    }
-    init_logs();
-    let lan = Lan::new(3);
-    let (browser, mut rx) = browse(lan.node(1), BrowseOptions::default());
+    };
     let mut good = ad("good-key", "good", 4);
     let mut adv = advertise(lan.node(0), good.clone(), NetOptions::default());
     let node0 = lan.node(0).addrs();

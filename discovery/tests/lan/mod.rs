@@ -176,17 +176,18 @@ impl Lan {
             };
             must(&["netns", "add", &node.ns]);
             lan.nodes.push(node.clone());
-            // No duplicate address detection: addresses are usable at once.
-            let sysctl = Command::new("ip")
-                .args(["netns", "exec", &node.ns, "sysctl", "-qw"])
-                .args([
-                    "net.ipv6.conf.all.accept_dad=0",
-                    "net.ipv6.conf.default.accept_dad=0",
-                ])
+            // No duplicate address detection: addresses are usable at once. (Through
+            // /proc, which shows the namespace of its reader: `sysctl` may be missing.)
+            let dad = Command::new("ip")
+                .args(["netns", "exec", &node.ns, "sh", "-c"])
+                .arg(
+                    "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && \
+                     echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad",
+                )
                 .status();
             assert!(
-                sysctl.map(|s| s.success()).unwrap_or(false),
-                "sysctl in {}",
+                dad.map(|s| s.success()).unwrap_or(false),
+                "turning off IPv6 DAD in {}",
                 node.ns
             );
             must(&["-n", &node.ns, "link", "set", "lo", "up"]);
