@@ -6,6 +6,19 @@
 //! cargo run --release -p offload-secure --example bench [MiB] [handshakes] [round trips]
 //! ```
 //! (defaults: 256 MiB, 300 handshakes, 5000 round trips of 200 bytes).
+//!
+//! Measured on the project's 2-core machine (AVX2; load average 4 to 7 from other builds,
+//! so the spread is mostly theirs), six runs:
+//!
+//! | what | plain TCP | secure |
+//! | --- | --- | --- |
+//! | connect (median; secure: connect + handshake) | 61–79 µs | 0.72–0.97 ms (p95 1.0–5.2 ms) |
+//! | 256 MiB one way | 1.2–2.9 GiB/s | 209–475 MiB/s |
+//! | 256 MiB each way at once (sum of both) | 1.0–2.6 GiB/s | 197–451 MiB/s |
+//! | 200-byte request and answer (mean) | 23–82 µs | 29–75 µs |
+//!
+//! A profile of the one-way transfer: ChaCha20 and Poly1305 (the RustCrypto AVX2 backends)
+//! take about half the time, the kernel's socket copies most of the rest, `memmove` 4%.
 
 use std::time::{Duration, Instant};
 

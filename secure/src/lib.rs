@@ -25,13 +25,19 @@
 //!
 //! Pairing is the first contact: each side shows its [`PairingCode`]; the user checks that
 //! both show the same digits and confirms, and each side then stores the other's whole
-//! public key in its [`PinStore`]. Equal codes prove that the two sides ran one handshake
-//! with each other, not two with a man in the middle (who would have to make two
-//! handshakes agree on a code each of them draws at random: the code covers nonces
-//! exchanged commit-then-reveal (see [`PairingCode`]), so a 10⁻⁶ chance per
-//! attempt, and each attempt is a pairing prompt the user sees). Later connections are
-//! checked against the pin ([`PinStore::require`]): the handshake proves the peer holds the
-//! pinned key's secret, so no code is shown again.
+//! public key in its [`PinStore`] (a worker pins hosts, a host pins workers and their last
+//! address). Equal codes prove that the two sides ran one handshake with each other, not
+//! two with a man in the middle. A code cut from the handshake hash alone would not: a man
+//! in the middle picks its ephemeral key after seeing the initiator's, and can try a
+//! million until the codes agree. So the code also covers a nonce from each side exchanged
+//! commit-then-reveal, as Bluetooth's numeric comparison does (see [`PairingCode`]): each
+//! of the man in the middle's two handshakes ends in a code it cannot steer, and they
+//! agree with probability 10⁻⁶ per attempt, each attempt a pairing prompt the user sees.
+//!
+//! Later connections are checked against the pin ([`PinStore::require`]): the handshake
+//! proves the peer holds the pinned key's secret, and no code is shown. The code is
+//! computed on every connection, so every connection's handshake is the same; the reveal
+//! costs the initiator one round trip more than plain XX before it can send (two in all).
 //!
 //! # What is defended
 //!
@@ -52,7 +58,22 @@
 //! crate sets none); denial of service in general. The peer's identity is only as good as
 //! the comparison that pinned it.
 //!
-//! # Use
+//! # Wiring it in
+//!
+//! - Bound the handshake with a timeout: [`initiate`] and [`respond`] wait as long as the
+//!   peer lets them.
+//! - After the handshake, check [`Session::remote`] against the pins (or pair, showing
+//!   [`Session::code`]) before acting on anything the peer sends. The responder learns the
+//!   initiator's key only at the end of the handshake, so a worker refuses an unpaired host
+//!   through the stream, after it.
+//! - Flush after each message, as the frame code does: writes are buffered into records.
+//! - Close with `shutdown()`: the peer then reads a clean end of stream. A peer that
+//!   vanishes without it reads as an `UnexpectedEof` error ([`StreamError::Truncated`]),
+//!   never as a clean end.
+//! - Errors from reads and writes are `io::Error`s; [`StreamError::of`] tells a tampered or
+//!   truncated stream from the socket's own failures.
+//! - [`KeyStore::load_or_create`] may block on the keyring: call it before the runtime
+//!   starts or in `spawn_blocking`, and only turn the keyring on where a user session is.
 //!
 //! ```no_run
 //! # async fn demo(stream: tokio::net::TcpStream) -> anyhow::Result<()> {
@@ -60,7 +81,7 @@
 //! use std::time::Duration;
 //!
 //! let dir = std::path::Path::new("/home/me/.config/offload");
-//! let me = KeyStore::new(dir, "host").load_or_create()?.identity;
+//! let me = KeyStore::new(dir, "host").with_keyring(true).load_or_create()?.identity;
 //! let (stream, session) =
 //!     tokio::time::timeout(Duration::from_secs(5), initiate(stream, &me)).await??;
 //! let workers = PinStore::open(dir, PeerRole::Workers)?;

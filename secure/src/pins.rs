@@ -191,12 +191,15 @@ impl PinStore {
         })
     }
 
-    /// Under the lock: rereads the file, applies `change`, writes the result.
+    /// Under the lock: rereads the file, applies `change`, writes the result if it differs.
     fn modify<R>(&mut self, change: impl FnOnce(&mut Vec<Pin>) -> R) -> Result<R, PinError> {
         let _lock = files::lock(&self.path)?;
         let mut pins = read(&self.path)?;
+        let before = pins.clone();
         let result = change(&mut pins);
-        write(&self.path, &pins)?;
+        if pins != before {
+            write(&self.path, &pins)?;
+        }
         self.pins = pins;
         Ok(result)
     }
@@ -313,6 +316,15 @@ mod tests {
         let reread = PinStore::open(tmp.path(), PeerRole::Workers).unwrap();
         assert_eq!(reread.list().len(), 1);
         assert_eq!(reread.list()[0].key, b);
+    }
+
+    #[test]
+    fn a_change_that_changes_nothing_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = PinStore::open(tmp.path(), PeerRole::Hosts).unwrap();
+        assert_eq!(store.remove(&key().fingerprint()).unwrap(), None);
+        assert!(!store.set_last_address(&key(), "127.0.0.1:1").unwrap());
+        assert!(!store.path().exists());
     }
 
     #[test]

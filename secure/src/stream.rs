@@ -257,7 +257,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for SecureStream<S> {
             if this.wire_in.is_empty() {
                 this.wire_in = vec![0; READ_BUF];
             }
-            if READ_BUF - this.in_end < WIRE_RECORD {
+            if this.in_start == this.in_end {
+                (this.in_start, this.in_end) = (0, 0);
+            } else if READ_BUF - this.in_end < WIRE_RECORD {
                 this.wire_in.copy_within(this.in_start..this.in_end, 0);
                 this.in_end -= this.in_start;
                 this.in_start = 0;

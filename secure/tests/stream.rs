@@ -98,9 +98,13 @@ async fn frames_run_unchanged_through_it() {
 /// Each side writes `LEN` bytes while it reads the other's, through `tokio::io::split`.
 #[tokio::test]
 async fn large_transfers_both_ways_at_once_through_split() {
-    // Debug builds seal about 1 MB/s: 4 MiB is 65 records each way, and enough to fill both
-    // sockets' buffers, so each side writes while its peer is blocked writing too.
-    const LEN: usize = 4 << 20;
+    // Debug builds seal about 1 MB/s: there, 4 MiB (65 records each way, enough to fill both
+    // sockets' buffers, so each side writes while its peer is blocked writing too).
+    const LEN: usize = if cfg!(debug_assertions) {
+        4 << 20
+    } else {
+        64 << 20
+    };
     let ((a, _), (b, _)) = secure_pair().await;
     let run = |stream: SecureStream<TcpStream>, seed: u64, peer_seed: u64| async move {
         let (mut reader, mut writer) = tokio::io::split(stream);
