@@ -7,12 +7,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::net::UnixListener;
 
+use offload_secure::Fingerprint;
+
+use crate::auth::HostAuth;
 use crate::compilers::MASQUERADE_NAMES;
+use crate::coordinator::remote::WorkerSpec;
 use crate::coordinator::probecache::ProbeCache;
 use crate::coordinator::{self, Coordinator};
 use crate::wrapper::{ENV_MASQ_DIR, ENV_SOCKET};
@@ -21,7 +26,9 @@ use crate::wrapper::{ENV_MASQ_DIR, ENV_SOCKET};
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
     /// Workers to use; empty starts a local one.
-    pub workers: Vec<String>,
+    pub workers: Vec<WorkerSpec>,
+    /// This host's key and paired workers.
+    pub auth: Arc<HostAuth>,
     /// Local compile slots.
     pub local_slots: usize,
     /// Slots of the local worker started when no worker is given.
@@ -53,10 +60,11 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
 
     let mut local_worker = None;
     let workers = if cfg.workers.is_empty() {
-        let (child, addr) =
-            start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots).await?;
+        let host = cfg.auth.identity().fingerprint();
+        let (child, spec) =
+            start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots, &host).await?;
         local_worker = Some(child);
-        vec![addr]
+        vec![spec]
     } else {
         cfg.workers.clone()
     };
@@ -70,6 +78,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             scratch: tmp.path().to_owned(),
         },
         &workers,
+        cfg.auth.clone(),
         // A worker started for this build only (at a new port each time) keeps its results
         // in memory.
         if local_worker.is_some() {
@@ -141,13 +150,15 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Starts `offload worker` on a free loopback port and waits until it listens. As a normal
-/// user it runs in a user namespace where it may `chroot`.
+/// Starts `offload worker` on a free loopback port, trusting this host's key `host`, and
+/// waits until it listens; it is used by the key it reports. As a normal user it runs in a
+/// user namespace where it may `chroot`.
 async fn start_local_worker(
     self_exe: &Path,
     tmp: &Path,
     slots: usize,
-) -> anyhow::Result<(tokio::process::Child, String)> {
+    host: &Fingerprint,
+) -> anyhow::Result<(tokio::process::Child, WorkerSpec)> {
     let port_file = tmp.join("worker.port");
     let work_dir: PathBuf = tmp.join("worker");
     let mut argv: Vec<String> = Vec::new();
@@ -166,6 +177,10 @@ async fn start_local_worker(
         work_dir.to_string_lossy().into_owned(),
         "--port-file".into(),
         port_file.to_string_lossy().into_owned(),
+        "--state-dir".into(),
+        tmp.join("worker-state").to_string_lossy().into_owned(),
+        "--trust-host".into(),
+        host.to_string(),
     ]);
     // Its messages go to a log file: the build's output stays the build's own.
     let log = std::fs::File::create(tmp.join("worker.log")).context("creating the worker log")?;
@@ -179,10 +194,18 @@ async fn start_local_worker(
         .context("starting a local worker")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(s) = std::fs::read_to_string(&port_file)
-            && let Some(addr) = s.lines().next().filter(|l| !l.is_empty())
-        {
-            return Ok((child, addr.to_owned()));
+        if let Ok(s) = std::fs::read_to_string(&port_file) {
+            let mut lines = s.lines();
+            if let (Some(addr), Some(fp)) = (lines.next(), lines.next()) {
+                let expect = fp
+                    .parse::<Fingerprint>()
+                    .with_context(|| format!("the local worker's fingerprint {fp:?}"))?;
+                let spec = WorkerSpec {
+                    addr: addr.to_owned(),
+                    expect: Some(expect),
+                };
+                return Ok((child, spec));
+            }
         }
         if Instant::now() > deadline {
             bail!("the local worker did not start within 10 s");

@@ -5,6 +5,7 @@
 //! - [`coordinator`]: decides and carries out each compile.
 //! - [`classify`]: the argument tables (pure, no IO).
 //! - [`status`]: `offload status`: compilers, workers, probe results.
+pub mod auth;
 pub mod build;
 pub mod cachedir;
 pub use offload_classify as classify;
@@ -12,5 +13,6 @@ pub mod compilers;
 pub mod config;
 pub mod coordinator;
 pub mod ipc;
+pub mod pair;
 pub mod status;
 pub mod wrapper;

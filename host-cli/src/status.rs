@@ -14,7 +14,8 @@ use crate::coordinator::facts::Caches;
 use crate::coordinator::fingerprint::Fingerprint;
 use crate::coordinator::probe;
 use crate::coordinator::probecache::{self, Entry, ProbeCache};
-use crate::coordinator::remote::Worker;
+use crate::auth::HostAuth;
+use crate::coordinator::remote::{Worker, WorkerSpec};
 
 /// The compilers looked for on PATH, with the language their probe uses.
 const COMPILERS: &[(&str, bool)] = &[
@@ -25,7 +26,7 @@ const COMPILERS: &[(&str, bool)] = &[
 ];
 
 /// Builds the report. `workers` adds to the workers known from kept probe results.
-pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
+pub async fn report(workers: &[WorkerSpec], auth: Arc<HostAuth>, cache: &ProbeCache) -> String {
     let caches = Caches::default();
     let mut out = String::new();
     let self_exe = std::env::current_exe()
@@ -52,8 +53,9 @@ pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
     }
 
     let kept = cache.entries();
-    let mut addrs: BTreeSet<String> = workers.iter().cloned().collect();
+    let mut addrs: BTreeSet<String> = workers.iter().map(|w| w.addr.clone()).collect();
     addrs.extend(kept.iter().map(|e| e.worker.clone()));
+    addrs.extend(auth.paired().into_iter().filter_map(|p| p.last_address));
     let _ = writeln!(out, "\nWorkers:");
     if addrs.is_empty() {
         let _ = writeln!(
@@ -62,7 +64,8 @@ pub async fn report(workers: &[String], cache: &ProbeCache) -> String {
         );
     }
     for addr in &addrs {
-        let w = Worker::new(addr.clone());
+        let expect = workers.iter().find(|w| &w.addr == addr).and_then(|w| w.expect);
+        let w = Worker::new(addr.clone(), auth.clone(), expect);
         match w.hello().await {
             Ok(welcome) => {
                 let _ = writeln!(

@@ -27,13 +27,16 @@ use offload_shared::Digest;
 use offload_shared::protocol::frame::{FrameStart, write_frame};
 use offload_shared::protocol::{
     FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, PROTOCOL_NAME,
+    PairRequest, PairResult,
     PROTOCOL_VERSION, ProtocolError, ToolchainOffer, Welcome, payload,
 };
 use offload_shared::tree::EntryKind;
+use offload_secure::{PairingCode, PublicKey};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 
 use crate::job::{JobError, MAX_JOB_BYTES};
+use crate::pairing::Decision;
 use crate::quota::{FrameBudget, PeerGuard, QuotaError};
 use crate::server::Worker;
 use crate::shipped::{Owned, check_offer_size};
@@ -173,6 +176,7 @@ type Incoming = Result<Frame, ConnError>;
 pub async fn serve<R, W>(
     worker: &Worker,
     peer: PeerGuard,
+    who: Who,
     r: R,
     w: W,
     drain: watch::Receiver<Drain>,
@@ -188,6 +192,7 @@ where
     let conn = Conn {
         worker,
         peer: &peer,
+        who,
         w: BufWriter::new(w),
         rx,
         allowed: &allowed,
@@ -253,10 +258,27 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
+/// Who is at the other end, as the handshake proved it.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A host that proved this key; it runs jobs only while it is paired.
+    Host {
+        /// Its long-term key.
+        key: PublicKey,
+        /// The handshake's pairing code.
+        code: PairingCode,
+        /// Where it connects from, for the owner's list of pairing requests.
+        address: String,
+    },
+    /// A stream made in this process (tests, local streams): trusted.
+    Local,
+}
+
 /// The loop's state.
 struct Conn<'a, W> {
     worker: &'a Worker,
     peer: &'a PeerGuard,
+    who: Who,
     w: BufWriter<W>,
     rx: mpsc::Receiver<Incoming>,
     /// The payload the next frame may carry (0 but where the protocol expects bytes).
@@ -303,6 +325,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             Err(e) => return self.fail(e).await,
         };
         match hello {
+            Message::PairRequest(req) => return self.pair(req).await,
+            Message::Hello(_) if !self.paired() => {
+                return self.refuse(self.not_paired()).await;
+            }
             Message::Hello(h) if h.protocol == PROTOCOL_NAME && h.version == PROTOCOL_VERSION => {
                 tracing::debug!(client = h.client, peer = %self.peer.peer(), "hello");
             }
@@ -334,6 +360,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 Some(Ok(f)) => f,
                 Some(Err(e)) => return self.fail(e).await,
             };
+            // A host unpaired since it connected gets nothing more.
+            if !matches!(frame.msg, Message::Cancel(_)) && !self.paired() {
+                return self.refuse(self.not_paired()).await;
+            }
             let next = match frame.msg {
                 Message::ToolchainQuery(compiler) => {
                     let (toolchains, mine) = (&self.worker.toolchains, &self.mine);
@@ -359,6 +389,67 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the peer may run jobs here now.
+    fn paired(&self) -> bool {
+        match &self.who {
+            Who::Host { key, .. } => self.worker.pairings.is_paired(key),
+            Who::Local => true,
+        }
+    }
+
+    /// The refusal an unpaired host gets, and nothing else.
+    fn not_paired(&self) -> String {
+        let fp = match &self.who {
+            Who::Host { key, .. } => key.fingerprint().to_string(),
+            Who::Local => String::new(),
+        };
+        format!(
+            "this worker is not paired with this host ({fp}): run `offload pair` on the host and allow its code on the worker"
+        )
+    }
+
+    /// A pairing request: waits for the owner's decision while the host stays, answers,
+    /// and ends the connection.
+    async fn pair(&mut self, req: PairRequest) -> Result<(), ConnError> {
+        let worker = self.worker;
+        let answer = |accepted: bool, reason: String| {
+            Message::PairResult(PairResult {
+                accepted,
+                worker: worker.config.name.clone(),
+                reason,
+            })
+        };
+        let Who::Host { key, code, address } = self.who.clone() else {
+            return self.send(&answer(true, String::new()), &[]).await;
+        };
+        if req.version != PROTOCOL_VERSION {
+            let why = format!(
+                "protocol version {} is not supported (this worker speaks {PROTOCOL_VERSION})",
+                req.version
+            );
+            return self.send(&answer(false, why), &[]).await;
+        }
+        if self.paired() {
+            return self.send(&answer(true, "already paired".into()), &[]).await;
+        }
+        let mut request = match worker.pairings.request(key, code, &req.host, &address) {
+            Ok(r) => r,
+            Err(e) => return self.send(&answer(false, e.to_string()), &[]).await,
+        };
+        let decision = tokio::select! {
+            d = request.decision() => d,
+            // The host left or spoke out of turn: the request is withdrawn.
+            _ = self.rx.recv() => return Ok(()),
+            () = draining(&mut self.drain) => Decision::Denied,
+        };
+        drop(request);
+        let msg = match decision {
+            Decision::Allowed => answer(true, String::new()),
+            Decision::Denied => answer(false, "the worker's owner did not allow it".into()),
+        };
+        self.send(&msg, &[]).await
     }
 
     /// Writes a frame, giving the peer [`Timeouts::stall`] (plus time for its length) to
@@ -625,5 +716,5 @@ where
     W: AsyncWrite + Unpin,
 {
     let peer = worker.quotas.admit(crate::quota::PeerId::Local)?;
-    serve(worker, peer, r, w, worker.drain_signal()).await
+    serve(worker, peer, Who::Local, r, w, worker.drain_signal()).await
 }

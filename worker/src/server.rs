@@ -7,18 +7,22 @@
 //! stopped, and it returns when every connection has ended.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use offload_shared::protocol::frame::write_frame;
-use offload_shared::protocol::{Limits, Message, ProtocolError};
+use offload_shared::protocol::{FrameError, Limits, Message, ProtocolError};
+use offload_secure::Identity;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::conn::{self, Drain, Timeouts};
+use crate::conn::{self, Drain, Timeouts, Who};
+use crate::pairing::Pairings;
 use crate::jobroot::JobUser;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
 use crate::sandbox;
@@ -79,6 +83,10 @@ pub struct Worker {
     pub(crate) quotas: Arc<Quotas>,
     connections: Arc<Semaphore>,
     drain: watch::Sender<Drain>,
+    /// Its long-term key: hosts pin it at pairing.
+    identity: Identity,
+    /// Which hosts may run jobs; the requests waiting for the owner.
+    pub(crate) pairings: Arc<Pairings>,
 }
 
 /// Why the worker could not start.
@@ -99,14 +107,67 @@ pub enum StartError {
     NotRoot,
 }
 
+/// The handshake, then the connection's protocol, under its peer's quota.
+impl Worker {
+    async fn connection(self: &Arc<Self>, stream: tokio::net::TcpStream, addr: SocketAddr) {
+        let admitted = self.quotas.admit(PeerId::Addr(addr.ip()));
+        // Even a refused peer gets the handshake, so that the refusal it reads is
+        // authenticated and clear (the connection cap bounds what this costs).
+        let limit = self.config.timeouts.handshake;
+        let secured = tokio::time::timeout(limit, offload_secure::respond(stream, &self.identity));
+        let (stream, session) = match secured.await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, "handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "no handshake within {limit:?}");
+                return;
+            }
+        };
+        let (r, mut w) = tokio::io::split(stream);
+        let guard = match admitted {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(%addr, "connection refused: {e}");
+                let msg = Message::Error(ProtocolError {
+                    message: e.to_string(),
+                });
+                let write = async {
+                    write_frame(&mut w, &msg, &[], Limits::DEFAULT).await?;
+                    w.shutdown().await.map_err(FrameError::from)
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+                return;
+            }
+        };
+        let who = Who::Host {
+            key: session.remote,
+            code: session.code,
+            address: addr.to_string(),
+        };
+        match conn::serve(self, guard, who, r, w, self.drain_signal()).await {
+            Ok(()) => tracing::debug!(%addr, "connection closed"),
+            Err(e) if e.is_ordinary() => tracing::debug!(%addr, "connection ended: {e}"),
+            Err(e) => tracing::warn!(%addr, "connection ended: {e}"),
+        }
+    }
+}
+
 /// Largest frame a peer may send (header and payload).
 pub fn max_frame() -> usize {
     conn::MAX_HEADER as usize + Limits::DEFAULT.max_payload as usize
 }
 
 impl Worker {
-    /// Prepares the work directory.
-    pub fn new(config: Config) -> Result<Arc<Worker>, StartError> {
+    /// Prepares the work directory. The worker proves `identity` to every host and serves
+    /// those `pairings` allows.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        pairings: Arc<Pairings>,
+    ) -> Result<Arc<Worker>, StartError> {
         // SAFETY: plain syscall.
         if unsafe { libc::geteuid() } != 0 {
             return Err(StartError::NotRoot);
@@ -139,8 +200,20 @@ impl Worker {
             quotas,
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             drain: watch::Sender::new(Drain::Serving),
+            identity,
+            pairings,
             config,
         }))
+    }
+
+    /// The worker's key fingerprint: its id in hosts' lists and in its mDNS record.
+    pub fn fingerprint(&self) -> offload_secure::Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    /// The pairings (for the control API).
+    pub fn pairings(&self) -> &Arc<Pairings> {
+        &self.pairings
     }
 
     /// The connection time limits.
@@ -188,25 +261,7 @@ impl Worker {
             let me = self.clone();
             tasks.spawn(async move {
                 let _place = place;
-                let peer = PeerId::Addr(addr.ip());
-                let (r, mut w) = stream.into_split();
-                let guard = match me.quotas.admit(peer) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        tracing::warn!(%addr, "connection refused: {e}");
-                        let msg = Message::Error(ProtocolError {
-                            message: e.to_string(),
-                        });
-                        let write = write_frame(&mut w, &msg, &[], Limits::DEFAULT);
-                        let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-                        return;
-                    }
-                };
-                match conn::serve(&me, guard, r, w, me.drain_signal()).await {
-                    Ok(()) => tracing::debug!(%addr, "connection closed"),
-                    Err(e) if e.is_ordinary() => tracing::debug!(%addr, "connection ended: {e}"),
-                    Err(e) => tracing::warn!(%addr, "connection ended: {e}"),
-                }
+                me.connection(stream, addr).await;
             });
         }
         drop(listener);

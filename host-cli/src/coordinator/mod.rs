@@ -82,11 +82,12 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator for these workers (`host:port`); each is greeted once to learn its
-    /// slot count, and one that does not answer starts paused.
+    /// A coordinator for these workers, reached with this host's `auth`; each is greeted
+    /// once to learn its slot count, and one that does not answer starts paused.
     pub async fn new(
         config: Config,
-        addrs: &[String],
+        workers: &[remote::WorkerSpec],
+        auth: Arc<crate::auth::HostAuth>,
         probe_cache: probecache::ProbeCache,
     ) -> Arc<Coordinator> {
         let coord = Arc::new(Coordinator {
@@ -101,8 +102,9 @@ impl Coordinator {
             probe_cache,
             bundles: ship::Bundles::default(),
         });
-        for addr in addrs {
-            coord.add_worker(Arc::new(Worker::new(addr.clone()))).await;
+        for w in workers {
+            let exec = Worker::new(w.addr.clone(), auth.clone(), w.expect);
+            coord.add_worker(Arc::new(exec)).await;
         }
         coord
     }

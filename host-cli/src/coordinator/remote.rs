@@ -10,9 +10,11 @@ use offload_shared::protocol::{
     Blobs, CompilerRef, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME,
     PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainKind, ToolchainOffer, Welcome,
 };
-use tokio::io::{BufReader, BufWriter};
+use offload_secure::{Fingerprint, PublicKey, SecureStream};
+use tokio::io::{BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::auth::{HostAuth, Untrusted};
 
 use super::executor::{BoxFuture, Executor, Greeting, WorkerId};
 use super::prepare::Prepared;
@@ -21,6 +23,14 @@ use super::ship::Bundle;
 /// Why a remote job did not produce a result; the job then runs locally.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
+    /// The worker proved a key this host does not trust.
+    #[error("worker {addr}: {why}")]
+    Untrusted {
+        /// The worker.
+        addr: String,
+        /// Which key, and why not.
+        why: Untrusted,
+    },
     /// Could not connect or the handshake failed.
     #[error("cannot reach worker {addr}: {why}")]
     Connect {
@@ -75,11 +85,57 @@ impl RemoteError {
     pub fn blames_worker(&self) -> bool {
         match self {
             RemoteError::Connect { .. }
+            | RemoteError::Untrusted { .. }
             | RemoteError::Frame { .. }
             | RemoteError::Timeout(_)
             | RemoteError::Rejected { .. }
             | RemoteError::Invalid { .. } => true,
             RemoteError::HostFile { .. } => false,
+        }
+    }
+}
+
+/// A worker as the user names it: `HOST:PORT`, or `FINGERPRINT@HOST:PORT` to use it
+/// without pairing because its key is known another way (it must prove that key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// `HOST:PORT`.
+    pub addr: String,
+    /// The key it must prove.
+    pub expect: Option<Fingerprint>,
+}
+
+impl std::str::FromStr for WorkerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<WorkerSpec, String> {
+        let (expect, addr) = match s.split_once('@') {
+            Some((fp, addr)) => (
+                Some(
+                    fp.parse::<Fingerprint>()
+                        .map_err(|e| format!("{fp}: not a worker fingerprint ({e})"))?,
+                ),
+                addr,
+            ),
+            None => (None, s),
+        };
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(WorkerSpec {
+                    addr: addr.to_owned(),
+                    expect,
+                })
+            }
+            _ => Err(format!("{addr}: expected HOST:PORT")),
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.expect {
+            Some(fp) => write!(f, "{fp}@{}", self.addr),
+            None => f.write_str(&self.addr),
         }
     }
 }
@@ -99,16 +155,22 @@ pub struct RemoteResult {
 }
 
 struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: BufWriter<OwnedWriteHalf>,
+    r: BufReader<ReadHalf<SecureStream<TcpStream>>>,
+    w: BufWriter<WriteHalf<SecureStream<TcpStream>>>,
 }
 
 /// One worker.
 pub struct Worker {
     /// `host:port`.
     pub addr: String,
-    /// Its identity: its address, until pairing names it by its key.
+    /// Its identity in this build: its address.
     id: WorkerId,
+    /// This host's key and the pinned workers.
+    auth: Arc<HostAuth>,
+    /// The key it must prove, when one was named with its address (else a pinned one).
+    expect: Option<Fingerprint>,
+    /// The key it proved, once connected.
+    key: Mutex<Option<PublicKey>>,
     /// Connections between jobs, with when each was last used.
     idle: Mutex<Vec<(Conn, std::time::Instant)>>,
     name: Mutex<String>,
@@ -165,10 +227,14 @@ fn watch_liveness(stream: &TcpStream) -> std::io::Result<()> {
 }
 
 impl Worker {
-    /// A worker at `addr`; nothing is connected yet.
-    pub fn new(addr: String) -> Worker {
+    /// A worker at `addr` that must prove the key `expect` names, or else a key pinned
+    /// in `auth`; nothing is connected yet.
+    pub fn new(addr: String, auth: Arc<HostAuth>, expect: Option<Fingerprint>) -> Worker {
         Worker {
             id: WorkerId::new(&addr),
+            auth,
+            expect,
+            key: Mutex::new(None),
             addr,
             idle: Mutex::new(Vec::new()),
             name: Mutex::new(String::new()),
@@ -190,6 +256,11 @@ impl Worker {
     fn put_idle(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.push((conn, std::time::Instant::now()));
+    }
+
+    /// The key the worker proved, once connected.
+    pub fn key(&self) -> Option<PublicKey> {
+        *self.key.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The worker's architecture (`std::env::consts::ARCH` there), once it has answered.
@@ -224,15 +295,15 @@ impl Worker {
             addr: self.addr.clone(),
             why,
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| cerr("timed out".into()))?
-            .map_err(|e| cerr(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = watch_liveness(&stream) {
-            tracing::debug!(worker = self.addr, "cannot set TCP keepalive: {e}");
-        }
-        let (r, w) = stream.into_split();
+        let (stream, session) = dial(&self.addr, self.auth.identity()).await?;
+        self.auth
+            .check(&session.remote, self.expect.as_ref())
+            .map_err(|why| RemoteError::Untrusted {
+                addr: self.addr.clone(),
+                why,
+            })?;
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.remote);
+        let (r, w) = tokio::io::split(stream);
         let mut c = Conn {
             r: BufReader::new(r),
             w: BufWriter::new(w),
@@ -527,7 +598,32 @@ impl Executor for Worker {
     }
 }
 
-fn hostname() -> String {
+/// Connects to `addr` and runs the secure handshake as `identity`: the stream, and the
+/// key (and pairing code) the worker proved. Trusting that key is the caller's decision.
+pub async fn dial(
+    addr: &str,
+    identity: &offload_secure::Identity,
+) -> Result<(SecureStream<TcpStream>, offload_secure::Session), RemoteError> {
+    let cerr = |why: String| RemoteError::Connect {
+        addr: addr.to_owned(),
+        why,
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| cerr("timed out".into()))?
+        .map_err(|e| cerr(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = watch_liveness(&stream) {
+        tracing::debug!(worker = addr, "cannot set TCP keepalive: {e}");
+    }
+    tokio::time::timeout(CONNECT_TIMEOUT, offload_secure::initiate(stream, identity))
+        .await
+        .map_err(|_| cerr("the secure handshake timed out".into()))?
+        .map_err(|e| cerr(e.to_string()))
+}
+
+/// This machine's name, for the worker's logs and its owner's list of pairing requests.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "host".into())

@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,13 @@ pub enum Message {
     /// worker answers the job with [`Message::JobRejected`]; a cancel for a job that is
     /// not running is ignored.
     Cancel(Cancel),
+    /// Host → worker, instead of [`Message::Hello`], from a host the worker has not paired
+    /// with: ask its owner to allow this host (both sides show the handshake's pairing
+    /// code). The worker answers [`Message::PairResult`] once its owner decided (or the
+    /// request timed out) and closes the connection.
+    PairRequest(PairRequest),
+    /// Worker → host: the owner's answer to [`Message::PairRequest`].
+    PairResult(PairResult),
     /// Either side: a protocol error; the connection closes after it.
     Error(ProtocolError),
 }
@@ -262,6 +269,28 @@ pub struct JobRejected {
 pub struct Cancel {
     /// The job.
     pub job_id: u64,
+}
+
+/// Asks to pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairRequest {
+    /// The host's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// A name for the worker's owner to recognise the host by (its host name).
+    pub host: String,
+}
+
+/// The answer to a pairing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairResult {
+    /// Whether the host is now paired: its key is pinned on the worker.
+    pub accepted: bool,
+    /// The worker's name, for the host's list of paired workers.
+    pub worker: String,
+    /// Why not, when not.
+    pub reason: String,
 }
 
 /// A protocol error; the sender closes the connection.
