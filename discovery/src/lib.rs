@@ -130,3 +130,16 @@ pub use txt::AdError;
 
 /// The DNS-SD service type workers are announced as.
 pub const SERVICE_TYPE: &str = "_offload._tcp.local.";
+
+#[cfg(test)]
+mod tests {
+    /// The host shares a browser between tasks and moves an advertiser into one.
+    #[test]
+    fn browser_and_advertiser_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<crate::Browser>();
+        send_sync::<crate::Advertiser>();
+        send_sync::<crate::BrowseEvent>();
+        send_sync::<crate::Error>();
+    }
+}

@@ -312,6 +312,27 @@ fn given_addresses_and_a_long_compiler_list() {
     eprintln!("MEASURED {n} of 60 compilers fit the TXT record");
 }
 
+/// A worker and a host on the same machine (one namespace, one process) find each other,
+/// loopback included.
+#[test]
+fn same_machine() {
+    let Some((lan, browser, mut rx)) = lan_with_browser(1, 0) else {
+        return;
+    };
+    let want = ad("local-key", "local", 2);
+    let adv = advertise(lan.node(0), want.clone(), NetOptions::default());
+    let local: IpAddr = "127.0.0.1".parse().expect("addr");
+    let (_, found) = wait_for(&mut rx, Duration::from_secs(2), "found on loopback", |ev| {
+        worker_of(ev).is_some_and(|w| w.ad == want && has_addrs(w, &[local]))
+    });
+    drop(adv);
+    wait_for(&mut rx, Duration::from_secs(2), "gone", |ev| {
+        is_removed(ev, &want.id, RemoveCause::Gone)
+    });
+    assert!(browser.workers().is_empty());
+    eprintln!("MEASURED found on the same machine in {found:?}");
+}
+
 /// Two workers at once; a worker seen on two segments is one entry with the addresses of
 /// both; a worker pinned to one interface is announced there only; dropping an
 /// advertiser says goodbye.

@@ -4,6 +4,7 @@ mod set;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,8 +68,13 @@ fn socket_addrs(addresses: &HashSet<ScopedIp>, port: u16) -> Vec<SocketAddr> {
     out
 }
 
-/// The browse thread: applies mDNS's events to the set until browsing stops.
-fn follow(daemon: &ServiceDaemon, mut events: Receiver<ServiceEvent>, st: &Mutex<Set>) {
+/// The browse thread: applies mDNS's events to the set until the browser stops.
+fn follow(
+    daemon: &ServiceDaemon,
+    mut events: Receiver<ServiceEvent>,
+    st: &Mutex<Set>,
+    stopping: &AtomicBool,
+) {
     let mut next_check: Option<Instant> = None;
     loop {
         let wait = next_check
@@ -76,14 +82,26 @@ fn follow(daemon: &ServiceDaemon, mut events: Receiver<ServiceEvent>, st: &Mutex
                 t.saturating_duration_since(Instant::now())
             })
             .min(Duration::from_secs(1));
-        match events.recv_timeout(wait) {
-            Ok(ev) => {
-                if !apply(ev, st) {
+        let ended = match events.recv_timeout(wait) {
+            Ok(ev) => !apply(ev, st),
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if ended {
+            if stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            // mdns-sd ends a subscription whose channel is full; the daemon may still run.
+            tracing::warn!("mDNS browsing ended unexpectedly; browsing again");
+            std::thread::sleep(Duration::from_secs(1));
+            match daemon.browse(SERVICE_TYPE) {
+                Ok(fresh) => events = fresh,
+                Err(e) => {
+                    tracing::warn!("mDNS browse again: {e}; the set stays as it is");
                     break;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            continue;
         }
         let (next, rebrowse) = lock(st).recheck(Instant::now());
         next_check = next;
@@ -95,7 +113,7 @@ fn follow(daemon: &ServiceDaemon, mut events: Receiver<ServiceEvent>, st: &Mutex
                     let deadline = Instant::now() + Duration::from_secs(1);
                     while let Ok(ev) = events.recv_deadline(deadline) {
                         if !apply(ev, st) {
-                            return;
+                            break;
                         }
                     }
                     events = fresh;
@@ -151,6 +169,7 @@ pub struct Browser {
     daemon: ServiceDaemon,
     state: Arc<Mutex<Set>>,
     thread: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
     verify_timeout: Duration,
     dead_hold: Duration,
 }
@@ -173,11 +192,11 @@ impl Browser {
             }
         };
         let state = Arc::new(Mutex::new(Set::default()));
-        let st = state.clone();
-        let d = daemon.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (st, d, stop) = (state.clone(), daemon.clone(), stopping.clone());
         let thread = std::thread::Builder::new()
             .name("offload-browse".into())
-            .spawn(move || follow(&d, events, &st));
+            .spawn(move || follow(&d, events, &st, &stop));
         let thread = match thread {
             Ok(t) => t,
             Err(e) => {
@@ -189,6 +208,7 @@ impl Browser {
             daemon,
             state,
             thread: Some(thread),
+            stopping,
             verify_timeout: opts.verify_timeout,
             dead_hold: opts.dead_hold,
         })
@@ -206,8 +226,10 @@ impl Browser {
 
     /// A channel of the set's changes, starting with an [`BrowseEvent::Added`] for each
     /// worker already in it (so nothing falls between a snapshot and the events). Any
-    /// number of subscribers; one whose receiver is dropped is forgotten. The channel
-    /// closes when the browser stops.
+    /// number of subscribers; one whose receiver is dropped is forgotten, one that does
+    /// not read keeps every event queued (the channel is unbounded: the set is at most
+    /// [`MAX_INSTANCES`] workers, but their changes are not). The channel closes when the
+    /// browser stops.
     pub fn subscribe(&self) -> UnboundedReceiver<BrowseEvent> {
         let (tx, rx) = unbounded_channel();
         lock(&self.state).subscribe(tx);
@@ -244,6 +266,7 @@ impl Browser {
         let Some(thread) = self.thread.take() else {
             return;
         };
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self.daemon.stop_browse(SERVICE_TYPE);
         net::shutdown(&self.daemon, Duration::from_secs(1));
         if thread.join().is_err() {
