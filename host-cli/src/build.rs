@@ -17,8 +17,8 @@ use offload_secure::Fingerprint;
 
 use crate::auth::HostAuth;
 use crate::compilers::MASQUERADE_NAMES;
-use crate::coordinator::remote::WorkerSpec;
 use crate::coordinator::probecache::ProbeCache;
+use crate::coordinator::remote::WorkerSpec;
 use crate::coordinator::{self, Coordinator};
 use crate::wrapper::{ENV_MASQ_DIR, ENV_SOCKET};
 
@@ -29,6 +29,8 @@ pub struct BuildConfig {
     pub workers: Vec<WorkerSpec>,
     /// This host's key and paired workers.
     pub auth: Arc<HostAuth>,
+    /// Look for paired workers on the LAN, during the build too.
+    pub discover: bool,
     /// Local compile slots.
     pub local_slots: usize,
     /// Slots of the local worker started when no worker is given.
@@ -59,7 +61,19 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     }
 
     let mut local_worker = None;
-    let workers = if cfg.workers.is_empty() {
+    let browser = if cfg.discover {
+        crate::lan::start()
+    } else {
+        None
+    };
+    let mut found = Vec::new();
+    if let Some(b) = &browser
+        && cfg.workers.is_empty()
+    {
+        tokio::time::sleep(crate::lan::FIRST_LOOK).await;
+        found = crate::lan::usable_now(b, &cfg.auth);
+    }
+    let workers = if cfg.workers.is_empty() && found.is_empty() {
         let host = cfg.auth.identity().fingerprint();
         let (child, spec) =
             start_local_worker(&self_exe, tmp.path(), cfg.local_worker_slots, &host).await?;
@@ -88,6 +102,10 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         },
     )
     .await;
+    let following = browser.as_ref().map(|b| {
+        let known: Vec<String> = workers.iter().map(|w| w.addr.clone()).collect();
+        crate::lan::follow(b, coord.clone(), cfg.auth.clone(), known)
+    });
     let sock = tmp.path().join("coordinator.sock");
     let listener = UnixListener::bind(&sock).context("binding the coordinator socket")?;
     let server = tokio::spawn(coord.clone().serve(listener));
@@ -112,12 +130,25 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     // Ctrl-C reaches the build command too; this process waits for it to finish.
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s?,
-            _ = tokio::signal::ctrl_c() => {}
+    let status = {
+        let following = async {
+            match following {
+                Some(f) => f.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(following);
+        loop {
+            tokio::select! {
+                s = child.wait() => break s?,
+                _ = tokio::signal::ctrl_c() => {}
+                () = &mut following => {}
+            }
         }
     };
+    if let Some(b) = browser {
+        b.stop();
+    }
     server.abort();
     if let Some(mut w) = local_worker {
         let _ = w.kill().await;

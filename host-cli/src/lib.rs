@@ -13,6 +13,7 @@ pub mod compilers;
 pub mod config;
 pub mod coordinator;
 pub mod ipc;
+pub mod lan;
 pub mod pair;
 pub mod status;
 pub mod wrapper;

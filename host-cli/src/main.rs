@@ -11,6 +11,7 @@ use offload_host::auth::HostAuth;
 use offload_host::coordinator::remote::WorkerSpec;
 use offload_host::{build, compilers, config, wrapper};
 
+mod pairing;
 mod workercli;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Command {
         /// List why compiles ran locally.
         #[arg(short, long)]
         verbose: bool,
+        /// Do not look for paired workers on the LAN.
+        #[arg(long)]
+        no_discover: bool,
         /// The build command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -56,6 +60,27 @@ enum Command {
         /// workers probed before are asked too.
         #[arg(long = "worker", value_name = "[FINGERPRINT@]HOST:PORT")]
         workers: Vec<WorkerSpec>,
+    },
+    /// Pair with a worker: both sides show a code; allow it on the worker
+    /// (`offload worker allow CODE`) and confirm here that the codes are the same.
+    Pair {
+        /// The worker: HOST:PORT, or the fingerprint or name of a worker found on the LAN.
+        worker: String,
+        /// Do not ask here (the worker's owner still has to allow the code).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Forget a paired worker (by fingerprint or name): it gets no more jobs from here.
+    Unpair {
+        /// The worker's fingerprint or name.
+        worker: String,
+    },
+    /// List the workers found on the LAN, configured and paired: id, name, address,
+    /// architecture, slots, paired or not, reachable or not.
+    Workers {
+        /// Seconds to listen for workers on the LAN.
+        #[arg(long, default_value_t = 2.0)]
+        wait: f64,
     },
     /// Run one compiler call through the enclosing `offload build` (for CC="offload cc gcc").
     Cc {
@@ -129,29 +154,51 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             jobs,
             local_nice,
             verbose,
+            no_discover,
             command,
-        } => rt.block_on(build::run(build::BuildConfig {
-            local_nice,
-            workers: {
-                let settings = config::load(&config::dir()?)?;
-                for w in settings.workers {
-                    workers.push(w.parse().map_err(anyhow::Error::msg)?);
-                }
-                workers
-            },
-            auth: host_auth()?,
-            local_slots: jobs.unwrap_or_else(cpus),
-            local_worker_slots: cpus(),
-            verbose,
-            command,
-        })),
+        } => {
+            let settings = config::load(&config::dir()?)?;
+            rt.block_on(build::run(build::BuildConfig {
+                local_nice,
+                discover: !no_discover && settings.discover,
+                workers: {
+                    for w in &settings.workers {
+                        workers.push(w.parse().map_err(anyhow::Error::msg)?);
+                    }
+                    workers
+                },
+                auth: host_auth()?,
+                local_slots: jobs.unwrap_or_else(cpus),
+                local_worker_slots: cpus(),
+                verbose,
+                command,
+            }))
+        }
         Command::Worker(args) => rt.block_on(workercli::run(args)),
         Command::Status { workers } => rt.block_on(async move {
             let cache = offload_host::coordinator::probecache::ProbeCache::open_default();
             let auth = host_auth()?;
-            print!("{}", offload_host::status::report(&workers, auth, &cache).await);
+            print!(
+                "{}",
+                offload_host::status::report(&workers, auth, &cache).await
+            );
             Ok(0)
         }),
+        Command::Pair { worker, yes } => rt.block_on(pairing::pair(&worker, yes, host_auth()?)),
+        Command::Unpair { worker } => {
+            let auth = host_auth()?;
+            match auth.unpin(&worker)? {
+                Some(p) => {
+                    println!("unpaired worker {} ({})", p.name, p.fingerprint());
+                    Ok(0)
+                }
+                None => anyhow::bail!("no paired worker is named {worker}"),
+            }
+        }
+        Command::Workers { wait } => rt.block_on(pairing::list(
+            std::time::Duration::from_secs_f64(wait.clamp(0.0, 60.0)),
+            host_auth()?,
+        )),
         Command::Cc { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use offload_shared::protocol::ToolchainKind;
 
+use crate::auth::HostAuth;
 use crate::compilers;
 use crate::coordinator::facts::Caches;
 use crate::coordinator::fingerprint::Fingerprint;
 use crate::coordinator::probe;
 use crate::coordinator::probecache::{self, Entry, ProbeCache};
-use crate::auth::HostAuth;
 use crate::coordinator::remote::{Worker, WorkerSpec};
 
 /// The compilers looked for on PATH, with the language their probe uses.
@@ -64,7 +64,10 @@ pub async fn report(workers: &[WorkerSpec], auth: Arc<HostAuth>, cache: &ProbeCa
         );
     }
     for addr in &addrs {
-        let expect = workers.iter().find(|w| &w.addr == addr).and_then(|w| w.expect);
+        let expect = workers
+            .iter()
+            .find(|w| &w.addr == addr)
+            .and_then(|w| w.expect);
         let w = Worker::new(addr.clone(), auth.clone(), expect);
         match w.hello().await {
             Ok(welcome) => {

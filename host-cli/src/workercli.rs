@@ -76,6 +76,9 @@ struct ServeArgs {
     /// over another way; repeat for several.
     #[arg(long = "trust-host", value_name = "FINGERPRINT")]
     trust_hosts: Vec<Fingerprint>,
+    /// Do not announce the worker on the LAN (mDNS).
+    #[arg(long)]
+    no_advertise: bool,
     #[command(flatten)]
     limits: WorkerLimits,
 }
@@ -138,6 +141,40 @@ fn parse_user(s: &str) -> Result<JobUser, String> {
     })
 }
 
+/// Announces the worker on the LAN; a failure is a warning (hosts can still name it).
+fn advertise(
+    fingerprint: &Fingerprint,
+    name: &str,
+    slots: u32,
+    port: u16,
+) -> Option<offload_discovery::Advertiser> {
+    use offload_discovery::{AdvertiseOptions, Advertiser, WorkerAd, WorkerId};
+    let id = match WorkerId::new(fingerprint.to_string()) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!("not announced on the LAN: {e}");
+            return None;
+        }
+    };
+    let slots = u16::try_from(slots).unwrap_or(u16::MAX);
+    let ad = WorkerAd::new(
+        offload_shared::protocol::PROTOCOL_VERSION,
+        id,
+        name,
+        slots,
+        port,
+    );
+    match Advertiser::start(ad, AdvertiseOptions::default()) {
+        Ok(a) => {
+            tracing::info!("announced on the LAN as {}", a.instance());
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!("not announced on the LAN: {e}");
+            None
+        }
+    }
+}
 
 /// The state directory: given, or the default for this user.
 fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -187,7 +224,10 @@ async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
             }
         }
         ControlReply::Decided { request } => {
-            println!("answered the request of {} ({})", request.name, request.host);
+            println!(
+                "answered the request of {} ({})",
+                request.name, request.host
+            );
         }
         ControlReply::Revoked { host } => println!("unpaired {} ({})", host.name, host.host),
         ControlReply::Error { message } => bail!("{message}"),
@@ -223,7 +263,7 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     let slots = a.slots.unwrap_or_else(|| crate::cpus() as u32).max(1);
-    let mut config = offload_worker::Config::new(slots, a.work_dir, name);
+    let mut config = offload_worker::Config::new(slots, a.work_dir, name.clone());
     config.job_user = job_user;
     config.store_max_bytes = a.store_max_mib.saturating_mul(1 << 20);
     a.limits.apply(&mut config);
@@ -257,6 +297,13 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
         }
         tracing::info!("stopping");
     };
+    let advertiser = if a.no_advertise {
+        None
+    } else {
+        advertise(&fingerprint, &name, slots, addr.port())
+    };
     worker.serve(listener, shutdown).await;
+    // The goodbye: hosts drop the worker at once.
+    drop(advertiser);
     Ok(0)
 }

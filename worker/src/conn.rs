@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use offload_secure::{PairingCode, PublicKey};
 use offload_shared::Digest;
 use offload_shared::protocol::frame::{FrameStart, write_frame};
 use offload_shared::protocol::{
     FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, PROTOCOL_NAME,
-    PairRequest, PairResult,
-    PROTOCOL_VERSION, ProtocolError, ToolchainOffer, Welcome, payload,
+    PROTOCOL_VERSION, PairRequest, PairResult, ProtocolError, ToolchainOffer, Welcome, payload,
 };
 use offload_shared::tree::EntryKind;
-use offload_secure::{PairingCode, PublicKey};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 

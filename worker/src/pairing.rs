@@ -181,11 +181,7 @@ impl Pairings {
         let (tx, rx) = oneshot::channel();
         let id = s.next_id;
         s.next_id += 1;
-        let name: String = name
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(64)
-            .collect();
+        let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
         tracing::info!(code = %code, host = %key.fingerprint(), name, address, "pairing requested");
         s.pending.push(Pending {
             id,

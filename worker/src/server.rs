@@ -13,17 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use offload_secure::Identity;
 use offload_shared::protocol::frame::write_frame;
 use offload_shared::protocol::{FrameError, Limits, Message, ProtocolError};
-use offload_secure::Identity;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::conn::{self, Drain, Timeouts, Who};
-use crate::pairing::Pairings;
 use crate::jobroot::JobUser;
+use crate::pairing::Pairings;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
 use crate::sandbox;
 use crate::store::Store;

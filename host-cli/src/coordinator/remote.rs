@@ -4,13 +4,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use offload_secure::{Fingerprint, PublicKey, SecureStream};
 use offload_shared::protocol::frame::{read_frame, write_frame};
 use offload_shared::protocol::payload;
 use offload_shared::protocol::{
     Blobs, CompilerRef, FrameError, Hello, JobDone, Limits, Message, PROTOCOL_NAME,
     PROTOCOL_VERSION, ToolchainBundle, ToolchainInfo, ToolchainKind, ToolchainOffer, Welcome,
 };
-use offload_secure::{Fingerprint, PublicKey, SecureStream};
 use tokio::io::{BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
