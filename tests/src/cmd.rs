@@ -169,6 +169,11 @@ pub fn clean_env() -> Vec<(OsString, OsString)> {
         .collect();
     env.push(("LC_ALL".into(), "C".into()));
     env.push(("SOURCE_DATE_EPOCH".into(), SOURCE_DATE_EPOCH.into()));
+    // Every offload the tests run is the tests' host (see `crate::keys`).
+    if !env.iter().any(|(k, _)| k == "OFFLOAD_CONFIG_DIR") {
+        let _ = crate::keys::host_identity();
+        env.push(("OFFLOAD_CONFIG_DIR".into(), crate::keys::host_dir().into()));
+    }
     env
 }
 

@@ -17,6 +17,7 @@
 pub mod cmd;
 pub mod compare;
 pub mod container;
+pub mod keys;
 pub mod netns;
 pub mod paths;
 pub mod peer;

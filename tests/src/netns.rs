@@ -37,6 +37,9 @@ pub struct NetnsWorker {
     setup: String,
     /// More `offload worker` arguments.
     args: Vec<String>,
+    /// Its key file (outside its private `/tmp`), and the key's fingerprint.
+    key_file: PathBuf,
+    fingerprint: offload_secure::Fingerprint,
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
@@ -179,6 +182,8 @@ impl NetnsWorker {
         let host_veth = format!("oh{pid}n{seq}");
         let ns_veth = format!("on{pid}n{seq}");
         let log = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.log"));
+        let key_file = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.key"));
+        let fingerprint = crate::keys::new_key_file(&key_file);
 
         let octet = {
             let _in_process = SETUP.lock().unwrap_or_else(|p| p.into_inner());
@@ -223,6 +228,8 @@ impl NetnsWorker {
             log,
             setup: setup.to_owned(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            key_file,
+            fingerprint,
         };
         w.spawn(slots);
         w
@@ -241,9 +248,11 @@ impl NetnsWorker {
             .map(|a| format!(" {}", crate::cmd::shell_quote(a)))
             .collect();
         let script = format!(
-            "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker{args}",
+            "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker --state-dir /tmp/offload-worker-state --key-file {} --trust-host {}{args}",
             crate::cmd::shell_quote(&bin.to_string_lossy()),
-            self.addr
+            self.addr,
+            crate::cmd::shell_quote(&self.key_file.to_string_lossy()),
+            crate::keys::host_fingerprint(),
         );
         // Appended to: a restarted worker's log follows its predecessor's.
         let log = File::options()
@@ -306,9 +315,15 @@ impl NetnsWorker {
         self.addr
     }
 
-    /// `--worker` argument.
+    /// `--worker` argument: the worker's address, with the fingerprint of the key it
+    /// must prove.
     pub fn worker_arg(&self) -> String {
-        self.addr.to_string()
+        format!("{}@{}", self.fingerprint, self.addr)
+    }
+
+    /// The fingerprint of the worker's key.
+    pub fn fingerprint(&self) -> offload_secure::Fingerprint {
+        self.fingerprint
     }
 
     /// The namespace's name.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use offload_secure::Identity;
 use offload_shared::Digest;
 use offload_shared::protocol::frame::{read_frame_blocking, write_frame_blocking};
 use offload_shared::protocol::{
@@ -95,16 +96,16 @@ impl JobReply {
 }
 
 impl Peer {
-    /// Connects and greets with this build's protocol version.
+    /// Connects as the tests' host (which the workers trust), runs the secure handshake
+    /// and greets with this build's protocol version.
     pub fn connect(addr: SocketAddr) -> Result<Peer, String> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        Peer::hello_over(stream)
+        Peer::hello_over(secure(addr, crate::keys::host_identity())?)
     }
 
     /// [`Peer::connect`] from the local address `from` (another peer, to the worker).
     pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<Peer, String> {
-        Peer::hello_over(connect_from(addr, from)?)
+        let tcp = connect_from(addr, from)?;
+        Peer::hello_over(secure_pipe(tcp, crate::keys::host_identity())?)
     }
 
     /// Says hello over a connected stream.
@@ -462,6 +463,72 @@ pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<TcpStrea
     s.connect_timeout(&addr.into(), Duration::from_secs(5))
         .map_err(|e| format!("connect {addr} from {from}: {e}"))?;
     Ok(s.into())
+}
+
+/// Connects to `addr` as `identity` through the secure handshake, without greeting: the
+/// plain end of a local pipe whose bytes reach the worker encrypted (see [`secure_pipe`]).
+pub fn secure(addr: SocketAddr, identity: &'static Identity) -> Result<TcpStream, String> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    secure_pipe(tcp, identity)
+}
+
+/// Runs the secure handshake as `identity` over `tcp` (connected to a worker) and gives
+/// back a loopback stream whose bytes a proxy thread carries through the encrypted channel,
+/// both ways, as they come: so the attacks below write and read the worker's frames (or
+/// any bytes, at any pace) with plain sockets, and the worker sees them exactly so, inside
+/// the channel. Closing the stream closes the channel (with its authenticated close);
+/// the worker closing the channel closes the stream.
+pub fn secure_pipe(tcp: TcpStream, identity: &'static Identity) -> Result<TcpStream, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let here = listener.local_addr().map_err(|e| e.to_string())?;
+    let local = TcpStream::connect(here).map_err(|e| e.to_string())?;
+    let (inner, _) = listener.accept().map_err(|e| e.to_string())?;
+    let _ = local.set_nodelay(true);
+    let _ = inner.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let tokio_of = |s: TcpStream| {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpStream::from_std(s)
+            };
+            let (tcp, mut inner) = match (tokio_of(tcp), tokio_of(inner)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let shake = offload_secure::initiate(tcp, identity);
+            match tokio::time::timeout(Duration::from_secs(15), shake).await {
+                Ok(Ok((mut channel, _))) => {
+                    let _ = tx.send(Ok(()));
+                    let _ = tokio::io::copy_bidirectional(&mut inner, &mut channel).await;
+                }
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(format!("secure handshake: {e}")));
+                }
+                Err(_) => {
+                    let _ = tx.send(Err("secure handshake: timed out".into()));
+                }
+            }
+        });
+    });
+    rx.recv()
+        .map_err(|_| "the secure pipe's thread ended".to_string())??;
+    Ok(local)
 }
 
 /// Connects to `addr` without greeting (for raw-byte attacks).

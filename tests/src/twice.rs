@@ -136,7 +136,13 @@ pub fn run_twice_during(spec: &Twice<'_>, during: impl FnOnce(&Path, &mut Runnin
     std::fs::rename(&root, &plain_tree).expect("moving the plain tree aside");
 
     (spec.materialize)(&root);
-    let mut prefix: Vec<OsString> = vec![offload_bin().into(), "build".into(), "-v".into()];
+    // Builds use the workers they are given, not what else the LAN (other tests) offers.
+    let mut prefix: Vec<OsString> = vec![
+        offload_bin().into(),
+        "build".into(),
+        "-v".into(),
+        "--no-discover".into(),
+    ];
     prefix.extend(spec.offload_args.iter().map(OsString::from));
     prefix.push("--".into());
     let mut offload_cmd = cmd(&root).prefixed(&prefix);

@@ -20,6 +20,7 @@ fn harness(name: &str, cc: &str, cxx: &str) {
         bin.to_string_lossy().into_owned(),
         "build".into(),
         "-v".into(),
+        "--no-discover".into(),
         "--worker".into(),
         worker.worker_arg(),
         "-j".into(),

@@ -1,0 +1,44 @@
+//! The keys of the tests' host and workers. Every `offload` the tests run uses one host
+//! identity, in [`host_dir`] (`OFFLOAD_CONFIG_DIR`, set by [`crate::cmd::clean_env`]); each
+//! worker gets a key file of its own and trusts that host (`--trust-host`), and hosts name
+//! each worker with its fingerprint (`FINGERPRINT@HOST:PORT`): real handshakes with pinned
+//! keys, without the interactive pairing that `tests/tests/pairing.rs` covers.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use offload_secure::{Fingerprint, Identity, KeyStore};
+
+use crate::paths::TEST_ROOT;
+
+/// The tests' host config directory.
+pub fn host_dir() -> PathBuf {
+    PathBuf::from(TEST_ROOT).join("host-config")
+}
+
+/// The tests' host identity (made on first use; shared by concurrent test processes).
+pub fn host_identity() -> &'static Identity {
+    static ID: OnceLock<Identity> = OnceLock::new();
+    ID.get_or_init(|| {
+        let dir = host_dir();
+        std::fs::create_dir_all(&dir).expect("creating the host config directory");
+        KeyStore::new(&dir, "host")
+            .load_or_create()
+            .expect("the tests' host key")
+            .identity
+    })
+}
+
+/// The tests' host fingerprint, for `--trust-host`.
+pub fn host_fingerprint() -> Fingerprint {
+    host_identity().fingerprint()
+}
+
+/// A fresh identity written to `path` (replacing what is there); its fingerprint.
+pub fn new_key_file(path: &Path) -> Fingerprint {
+    let _ = std::fs::remove_file(path);
+    let id = Identity::generate().expect("a random key");
+    id.write_new_file(path)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    id.fingerprint()
+}
