@@ -49,6 +49,9 @@ pub trait Target {
     fn layers(&self) -> &[&str];
     /// The uid of slot 0's jobs.
     fn job_uid(&self) -> u32;
+    /// Zombies the worker never reaped (each holds a pid, and one of its job user's
+    /// processes, until it is).
+    fn zombies(&self) -> Vec<String>;
 
     /// Whether the worker is expected to apply `layer`.
     fn has(&self, layer: &str) -> bool {
@@ -114,10 +117,16 @@ impl Target for Netns<'_> {
             .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
     }
     fn layers(&self) -> &[&str] {
-        &["mount", "pid", "net", "ipc", "uts", "seccomp"]
+        &["mount", "pid", "net", "ipc", "uts", "seccomp", "proc"]
     }
     fn job_uid(&self) -> u32 {
         DEFAULT_JOB_UID
+    }
+    fn zombies(&self) -> Vec<String> {
+        self.0
+            .pid()
+            .map(crate::procs::zombie_children)
+            .unwrap_or_default()
     }
 }
 
@@ -185,6 +194,14 @@ impl Target for Container<'_> {
     }
     fn job_uid(&self) -> u32 {
         IMAGE_JOB_UID
+    }
+    /// Every zombie in the container: the worker is its PID 1, every orphan's parent.
+    fn zombies(&self) -> Vec<String> {
+        let found = self
+            .worker
+            .exec("grep -l '^State:.*Z' /proc/[0-9]*/status; true")
+            .unwrap_or_else(|e| panic!("{}: listing zombies: {e}", self.tag));
+        found.lines().map(str::to_owned).collect()
     }
 }
 
@@ -500,6 +517,12 @@ pub fn endless_jobs_and_fork_bombs_end_at_the_limit(t: &dyn Target) {
             "{}: {name}: processes left: {left:?}",
             t.tag()
         );
+        let zombies = t.zombies();
+        assert!(
+            zombies.is_empty(),
+            "{}: {name}: zombies left: {zombies:?}",
+            t.tag()
+        );
     }
     legit(t);
 }
@@ -517,6 +540,38 @@ pub fn jobs_run_as_the_slot_user(t: &dyn Target) {
     };
     let want = format!("{0}\n{0}\n", t.job_uid());
     assert_eq!(String::from_utf8_lossy(stdout), want, "{}", t.tag());
+}
+
+/// A tree's `/proc`: with the `proc` layer the job gets a procfs of its own PID namespace
+/// (its init, its compiler, the `ls`: a handful of processes, none of the worker's);
+/// without it the directory stays empty, and the job still runs.
+pub fn a_tree_s_proc_shows_only_the_job(t: &dyn Target) {
+    let (mut p, mut spec) =
+        script_job(t, "proc", "busybox ls /proc; busybox echo obj > \"$4\"", 30);
+    spec.dir("/proc", false);
+    let reply = p.job(&spec.job, &spec.blobs);
+    let JobReply::Done { stdout, .. } = &reply else {
+        panic!("{}: {}", t.tag(), reply.summary());
+    };
+    let text = String::from_utf8_lossy(stdout);
+    let pids: Vec<&str> = text
+        .split_whitespace()
+        .filter(|e| e.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    if t.has("proc") {
+        assert!(
+            pids.contains(&"1") && pids.len() < 8 && text.contains("self"),
+            "{}: the job's /proc: {text}",
+            t.tag()
+        );
+    } else {
+        assert!(
+            text.trim().is_empty(),
+            "{}: the job's /proc: {text}",
+            t.tag()
+        );
+    }
+    legit(t);
 }
 
 /// Tree entries whose paths climb out of the job root (`..`), are relative, empty, `/`,

@@ -61,8 +61,9 @@ fn suite(variant: &Variant) {
         tag: variant.tag,
         layers: &layers,
     };
-    let attacks: [(&str, Attack); 9] = [
+    let attacks: [(&str, Attack); 10] = [
         ("slot user", attacks::jobs_run_as_the_slot_user),
+        ("a tree's /proc", attacks::a_tree_s_proc_shows_only_the_job),
         (
             "outputs through links",
             attacks::outputs_are_never_read_through_links,
@@ -102,28 +103,46 @@ fn amd64_default_profile() {
         tag: "amd64-default",
         arch: "amd64",
         security: Security::DockerDefault,
-        line: "sandbox: seccomp; missing: mount, pid, net, ipc, uts, user",
+        line: "sandbox: seccomp; missing: mount, pid, net, ipc, uts, user, proc",
     });
 }
 
+/// The profile lets the worker make every namespace in a user namespace of the job's own,
+/// but not set the job's hostname (`sethostname` needs `CAP_SYS_ADMIN` in Docker's
+/// profile) nor mount a fresh `/proc` while Docker masks parts of the container's.
 #[test]
 fn amd64_least_privilege_profile() {
     suite(&Variant {
         tag: "amd64-least",
         arch: "amd64",
         security: Security::LeastPrivilege,
-        line: "sandbox: mount, pid, net, ipc, uts, user, seccomp; missing: none",
+        line: "sandbox: mount, pid, net, ipc, user, seccomp; missing: uts, proc",
+    });
+}
+
+/// `systempaths=unconfined` gives the fresh `/proc` back.
+#[test]
+fn amd64_least_privilege_profile_unmasked() {
+    suite(&Variant {
+        tag: "amd64-least-unmasked",
+        arch: "amd64",
+        security: Security::LeastPrivilegeUnmasked,
+        line: "sandbox: mount, pid, net, ipc, user, seccomp, proc; missing: uts",
     });
 }
 
 /// qemu-user refuses every namespace and seccomp, whatever the profile: only chroot, the
-/// slot's uid, rlimits and `no_new_privs` remain (a native arm64 kernel is not affected).
+/// slot's uid (and its kill after each job), rlimits and `no_new_privs` remain, so a job
+/// reaches the network (a native arm64 kernel is not affected). The shipped "compilers"
+/// are x86_64 busybox scripts: the worker takes a bundle of another architecture (hosts
+/// alone refuse to ship one), and this x86_64 kernel runs it natively, outside qemu, with
+/// the layers the worker set up.
 #[test]
 fn arm64_under_qemu() {
     suite(&Variant {
         tag: "arm64-qemu",
         arch: "arm64",
         security: Security::DockerDefault,
-        line: "sandbox: none; missing: mount, pid, net, ipc, uts, user, seccomp",
+        line: "sandbox: none; missing: mount, pid, net, ipc, uts, user, seccomp, proc",
     });
 }
