@@ -1436,6 +1436,14 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    /// A job user of test `n`'s alone (uid = gid = 1 900 000 700 + n): without a PID
+    /// namespace the sandbox kills every process of a job's uid, so tests that run at once
+    /// must not share one, nor use one the machine uses (`nobody`).
+    fn test_user(n: u32) -> JobUser {
+        let id = 1_900_000_700 + n;
+        JobUser { uid: id, gid: id }
+    }
+
     /// Host processes whose command line is exactly `argv`.
     fn processes(argv: &[&str]) -> Vec<String> {
         let want: Vec<u8> = argv
@@ -1735,15 +1743,17 @@ mod tests {
                 "-c",
                 "ulimit -n; ulimit -c; ulimit -t; busybox id -u; busybox id -g",
             ],
-            Some(JobUser {
-                uid: 65534,
-                gid: 65534,
-            }),
+            Some(test_user(1)),
             Duration::from_secs(9),
         )
         .await
         .unwrap();
-        assert_eq!(text(&out.stdout), "4096\n0\n10\n65534\n65534\n", "{out:?}");
+        let id = test_user(1).uid;
+        assert_eq!(
+            text(&out.stdout),
+            format!("4096\n0\n10\n{id}\n{id}\n"),
+            "{out:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1816,11 +1826,7 @@ mod tests {
             return;
         }
         let root = job_root();
-        // A uid nothing else on the machine uses: every process of it is killed.
-        let user = Some(JobUser {
-            uid: 1_900_000_777,
-            gid: 1_900_000_777,
-        });
+        let user = Some(test_user(5));
         let layers = Layers {
             pid: false,
             ..*layers()
@@ -1887,7 +1893,7 @@ mod tests {
         // SAFETY: plain syscall; orphans of this test process's jobs come to it.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let root = job_root();
-        let uid = 1_900_000_778;
+        let uid = test_user(6).uid;
         let argv: Vec<String> = [
             "busybox",
             "sh",
@@ -1931,10 +1937,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let spec = RunSpec {
-            user: Some(JobUser {
-                uid: 65534,
-                gid: 65534,
-            }),
+            user: Some(test_user(2)),
             ..spec_for(root.path(), &argv)
         };
         let layers = Layers {
@@ -1942,7 +1945,8 @@ mod tests {
             ..*layers()
         };
         let out = run_with(spec, layers).await.unwrap();
-        assert_eq!(text(&out.stdout), "65534\n65534\n", "{out:?}");
+        let id = test_user(2).uid;
+        assert_eq!(text(&out.stdout), format!("{id}\n{id}\n"), "{out:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2069,10 +2073,7 @@ mod tests {
             ("PATH".to_string(), "/usr/bin:/bin".to_string()),
             ("LC_ALL".to_string(), "C".to_string()),
         ];
-        let user = Some(JobUser {
-            uid: 65534,
-            gid: 65534,
-        });
+        let user = Some(test_user(3));
         let mut variants: Vec<(&str, Option<Layers>)> = vec![
             ("plain chroot spawn", None),
             ("sandbox, every layer", Some(all)),
@@ -2174,10 +2175,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(200);
-        let user = Some(JobUser {
-            uid: 65534,
-            gid: 65534,
-        });
+        let user = Some(test_user(4));
         let root_c = CString::new(root.path().as_os_str().as_bytes()).unwrap();
         let (mut plain, mut sandboxed, mut diff) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
