@@ -12,6 +12,8 @@
 #      REFRESH_ROOTFS=1 rebuilds it);
 #   4. docker build docker/Dockerfile (FROM scratch + ADD rootfs.tar) with the legacy builder,
 #      which labels the image with the right platform (docker import would say amd64).
+# Then it writes the least-privilege seccomp profile (docker/seccomp-profile.py) to
+# /var/cache/offload-docker/seccomp-offload.json.
 # No container registry is used.
 set -euo pipefail
 
@@ -20,6 +22,8 @@ CACHE=${OFFLOAD_DOCKER_CACHE:-/var/cache/offload-docker}
 IMAGE=${OFFLOAD_IMAGE:-offload-worker}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# cargo's own default, or where CARGO_TARGET_DIR sends it.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -130,7 +134,7 @@ build_binary() { # $1 = Debian arch; prints the path of the built binary
     if [[ $arch == "$HOST_ARCH" ]]; then
         log "[$arch] cargo build --release -p offload"
         (cd "$ROOT" && cargo build --release -p offload) >&2
-        echo "$ROOT/target/release/offload"
+        echo "$TARGET/release/offload"
         return
     fi
     gnu=$(deb_arch_gnu "$arch")
@@ -147,7 +151,7 @@ build_binary() { # $1 = Debian arch; prints the path of the built binary
         export "CC_${rt//-/_}=$gnu-gcc" "CXX_${rt//-/_}=$gnu-g++" "AR_${rt//-/_}=$gnu-ar"
         cargo build --release -p offload --target "$rt"
     ) >&2
-    echo "$ROOT/target/$rt/release/offload"
+    echo "$TARGET/$rt/release/offload"
 }
 
 build_rootfs() { # $1 = Debian arch; prints the path of the cached tarball
@@ -216,6 +220,9 @@ EOF
 for a in "${ARCHES[@]}"; do
     build_image "$a"
 done
+# The least-privilege profile to run them with (docker/README.md, "Security posture").
+log "seccomp profile: $CACHE/seccomp-offload.json"
+python3 "$HERE/seccomp-profile.py" "$CACHE/seccomp-offload.json" >&2
 
 echo
 printf '%-24s %-14s %s\n' IMAGE PLATFORM SIZE

@@ -14,6 +14,7 @@
 //! - [`twice`]: the plain-then-offload run and its comparison;
 //! - [`soak`]: many small jobs against one restarted worker, its RSS and descriptors sampled.
 
+pub mod attacks;
 pub mod cmd;
 pub mod compare;
 pub mod container;

@@ -357,6 +357,27 @@ impl JobSpec {
         self
     }
 
+    /// Adds an entry exactly as given (no ancestors added, no checks): for trees no host
+    /// would send.
+    pub fn raw_entry(&mut self, path: &str, kind: EntryKind) -> &mut JobSpec {
+        self.job.tree.push(TreeEntry {
+            path: path.to_owned(),
+            kind,
+        });
+        self
+    }
+
+    /// The kind of a file holding `bytes` (its blob added), for [`JobSpec::raw_entry`].
+    pub fn file_kind(&mut self, bytes: &[u8]) -> EntryKind {
+        let digest = Digest::of(bytes);
+        self.blobs.insert(digest, bytes.to_vec());
+        EntryKind::File {
+            digest,
+            size: bytes.len() as u64,
+            executable: false,
+        }
+    }
+
     /// Adds a symbolic link.
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut JobSpec {
         self.ancestors(path);
@@ -412,6 +433,15 @@ impl JobSpec {
             });
         }
     }
+}
+
+/// An ordinary gcc job in `d` (`gcc -c a.c -o a.o` with the host's gcc and its system
+/// headers), for hostile trees to be added to.
+pub fn gcc_job(cc: &CompilerRef, d: &str) -> JobSpec {
+    let mut spec = JobSpec::new(cc, d, &["/usr/bin/gcc", "-c", "a.c", "-o", "a.o"]);
+    spec.system_includes("/usr/bin/gcc")
+        .file(&format!("{d}/a.c"), b"int x;\n");
+    spec
 }
 
 /// The check that ends every attack test: the worker compiles an ordinary C file for a

@@ -21,3 +21,29 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Zombies whose parent is `ppid` (in this machine's `/proc`): children a process never
+/// reaped.
+pub fn zombie_children(ppid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+        };
+        if field("State:").starts_with('Z') && field("PPid:") == ppid.to_string() {
+            found.push(format!(
+                "{}: {}",
+                e.file_name().to_string_lossy(),
+                field("Name:")
+            ));
+        }
+    }
+    found
+}

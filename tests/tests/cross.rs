@@ -3,7 +3,7 @@
 //! cross gcc and its multi-target clang compile for this x86_64 host, and every object
 //! equals the host's own. amd64: the image's compilers are the host's own.
 
-use offload_e2e::container::ContainerWorker;
+use offload_e2e::container::{ContainerWorker, image};
 use offload_e2e::{Twice, projects, run_twice};
 
 fn via(w: &ContainerWorker) -> Vec<String> {
@@ -37,12 +37,7 @@ fn all_remote_in(image: &str, name: &str, project: &projects::Project, cc: &str)
 
 /// Lua (third-party C) built with `cc` and `flags` entirely on the arm64 worker.
 fn lua_through_arm64(name: &str, cc: &str, flags: &str) {
-    all_remote_in(
-        "offload-worker:arm64",
-        name,
-        &projects::lua(flags, true),
-        cc,
-    );
+    all_remote_in(&image("arm64"), name, &projects::lua(flags, true), cc);
 }
 
 /// gcc: the cross gcc-12 with the host's headers and `.ident`, with debug information.
@@ -71,7 +66,7 @@ fn arm64_worker_builds_lua_with_clang_o1() {
 
 /// C++ with the standard library, -O1 -g, and a dependency file, with `cxx`.
 fn cxx_through_arm64(name: &str, cxx: &str) {
-    let worker = ContainerWorker::start("offload-worker:arm64", 1);
+    let worker = ContainerWorker::start(&image("arm64"), 1);
     let both = run_twice(&Twice {
         name,
         materialize: &|root| {
@@ -116,7 +111,7 @@ fn arm64_worker_builds_cxx_with_clangxx() {
 #[test]
 fn amd64_image_worker_builds_zstd() {
     all_remote_in(
-        "offload-worker:amd64",
+        &image("amd64"),
         "container_amd64_zstd",
         &projects::zstd("-O2 -g"),
         "gcc",

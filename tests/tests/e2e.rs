@@ -20,6 +20,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod hostile_conn;
+mod hostile_container;
 mod hostile_job;
 mod hostile_toolchain;
 mod hostile_tree;

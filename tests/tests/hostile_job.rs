@@ -1,66 +1,23 @@
 //! Attacks from inside a job (a shipped "compiler" that is a busybox script, as a paired
 //! but malicious host can send): outputs that lead out of the job root, a directory of the
-//! worker's toolchain marked writable, outputs too large to return. Each ends with a
-//! legitimate compile from a new connection, identical to a local one.
-
-use std::time::{Duration, Instant};
+//! worker's toolchain marked writable, outputs too large to return, processes left behind,
+//! the network, commands a host never sends. Each ends with a legitimate compile from a new
+//! connection, identical to a local one. The attacks that also run against the worker
+//! containers (`hostile_container`) are written once in `offload_e2e::attacks`.
 
 use offload_e2e::NetnsWorker;
+use offload_e2e::attacks::{self, Netns};
 use offload_e2e::peer::{self, JobReply, Peer};
-use offload_e2e::procs::processes_with;
 
 fn legit(worker: &NetnsWorker) {
-    peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
+    attacks::legit(&Netns(worker));
 }
 
-/// A secret in the worker's `/etc` (the worker shares the host's root file system, outside
-/// its private `/tmp`): its bytes must appear in no reply.
-fn plant_secret(name: &str) -> (std::path::PathBuf, Vec<u8>) {
-    let path = std::path::PathBuf::from(format!(
-        "/etc/offload-e2e-secret-{name}-{}",
-        std::process::id()
-    ));
-    let secret = format!("SECRET-{name}-{:x}", std::process::id() as u64 * 2654435761).into_bytes();
-    std::fs::write(&path, &secret).expect("write secret");
-    (path, secret)
-}
-
-/// Finding 3: the job swaps a writable directory for a link to `/etc` and plants links to
-/// a secret among its outputs; the worker harvests through the handles it opened before
-/// the job ran, so only the job's own plain file comes back.
+/// Finding 3: a job swaps a writable directory for a link to `/etc` and plants links to a
+/// secret among its outputs: only its own plain file comes back.
 #[test]
 fn outputs_are_never_read_through_links() {
-    let worker = NetnsWorker::start(1);
-    let (secret_path, secret) = plant_secret("harvest");
-    let s = secret_path.display();
-    let (cc, bundle) = peer::hostile_toolchain(
-        "harvest",
-        &format!(
-            "d=$(busybox dirname \"$4\"); busybox rm -rf $d/sub; busybox ln -s /etc $d/sub; \
-             busybox ln -s {s} $d/secret.o; busybox ln -s /etc $d/etc.o; \
-             busybox echo obj > \"$4\""
-        ),
-    );
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    p.ship(&cc, &bundle).expect("ship");
-    let dir = offload_e2e::twice::fresh_dir("hostile-harvest");
-    let d = dir.to_string_lossy().into_owned();
-    let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
-    spec.file(&format!("{d}/a.c"), b"int x;\n")
-        .dir(&format!("{d}/sub"), true);
-    let reply = p.job(&spec.job, &spec.blobs);
-    let _ = std::fs::remove_file(&secret_path);
-    let JobReply::Done { files, .. } = &reply else {
-        panic!("{reply:?}\n{}", worker.log_text());
-    };
-    let names: Vec<&String> = files.keys().collect();
-    assert_eq!(names, [&format!("{d}/a.o")], "{reply:?}");
-    let all = reply.all_bytes();
-    assert!(
-        !all.windows(secret.len()).any(|w| w == secret),
-        "the secret came back"
-    );
-    legit(&worker);
+    attacks::outputs_are_never_read_through_links(&Netns(&NetnsWorker::start(1)));
 }
 
 /// Finding 3: a job that marks a directory of the worker's own toolchain writable would get
@@ -141,160 +98,31 @@ fn an_oversized_output_is_refused_before_it_is_read() {
     legit(&worker);
 }
 
-/// Finding 4: commands a host never sends remote (a wrapper, a plugin, a specs file, a
-/// link) and environments it never forwards (`LD_PRELOAD`, `GCC_EXEC_PREFIX`) are refused
-/// before anything runs: the wrapper's marker never appears.
+/// Finding 4: commands and environments a host never sends are refused before anything
+/// runs.
 #[test]
 fn commands_and_environments_a_host_never_sends_are_refused() {
-    let worker = NetnsWorker::start(1);
-    let mark = format!("/run/offload-e2e-wrapper-{}", std::process::id());
-    let _ = std::fs::remove_file(&mark);
-    let cc = peer::compiler_ref("/usr/bin/gcc");
-    let dir = offload_e2e::twice::fresh_dir("hostile-commands");
-    let d = dir.to_string_lossy().into_owned();
-    let wrapper = format!("/bin/sh,-c,touch {mark}");
-    type Attack<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
-    let attacks: Vec<Attack> = vec![
-        (
-            vec!["/usr/bin/gcc", "-wrapper", &wrapper, "-c", "a.c"],
-            vec![],
-        ),
-        (
-            vec!["/usr/bin/gcc", "-fplugin=/usr/lib/x.so", "-c", "a.c"],
-            vec![],
-        ),
-        (
-            vec!["/usr/bin/gcc", "-specs=/etc/x.specs", "-c", "a.c"],
-            vec![],
-        ),
-        (vec!["/usr/bin/gcc", "a.c", "-o", "a.out"], vec![]),
-        (
-            vec!["/usr/bin/gcc", "-c", "a.c"],
-            vec![("LD_PRELOAD", "/x.so")],
-        ),
-        (
-            vec!["/usr/bin/gcc", "-c", "a.c"],
-            vec![("GCC_EXEC_PREFIX", "/tmp/")],
-        ),
-    ];
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    for (argv, env) in &attacks {
-        let mut spec = peer::JobSpec::new(&cc, &d, argv);
-        spec.system_includes("/usr/bin/gcc")
-            .file(&format!("{d}/a.c"), b"int x;\n");
-        spec.job
-            .env
-            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let reply = p.job(&spec.job, &spec.blobs);
-        let JobReply::Rejected(reason) = &reply else {
-            panic!("{argv:?} {env:?} was not refused: {}", reply.summary());
-        };
-        assert!(
-            reason.contains("not a remote compile") || reason.contains("not allowed"),
-            "{argv:?}: {reason}"
-        );
-    }
-    assert!(!std::path::Path::new(&mark).exists(), "the wrapper ran");
-    legit(&worker);
+    attacks::commands_and_environments_a_host_never_sends_are_refused(&Netns(&NetnsWorker::start(
+        1,
+    )));
 }
 
-/// Runs `script` as a shipped toolchain's compiler in one job with a time limit of
-/// `timeout_secs`; the reply and how long it took.
-fn run_script(
-    worker: &NetnsWorker,
-    name: &str,
-    script: &str,
-    timeout_secs: u32,
-) -> (JobReply, Duration) {
-    let (cc, bundle) = peer::hostile_toolchain(name, script);
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    p.ship(&cc, &bundle).expect("ship");
-    let dir = offload_e2e::twice::fresh_dir(&format!("hostile-{name}"));
-    let d = dir.to_string_lossy().into_owned();
-    let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
-    spec.file(&format!("{d}/a.c"), b"int x;\n");
-    spec.job.timeout_secs = timeout_secs;
-    let t0 = Instant::now();
-    let reply = p.job(&spec.job, &spec.blobs);
-    (reply, t0.elapsed())
-}
-
-/// Finding 4: a process the job leaves behind (a daemon in a session of its own) does not
-/// survive the job: the whole PID namespace goes with it.
+/// Finding 4: a daemon the job leaves does not survive it.
 #[test]
 fn a_job_leaves_no_process_behind() {
-    let worker = NetnsWorker::start(1);
-    let (reply, _) = run_script(
-        &worker,
-        "daemon",
-        "busybox setsid -f busybox sleep 1031; busybox echo obj > \"$4\"",
-        30,
-    );
-    assert!(
-        matches!(reply, JobReply::Done { .. }),
-        "{}",
-        reply.summary()
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let left = processes_with("sleep 1031");
-    assert!(left.is_empty(), "the job's daemon survived it: {left:?}");
-    legit(&worker);
+    attacks::a_job_leaves_no_process_behind(&Netns(&NetnsWorker::start(1)));
 }
 
-/// Finding 4: a job reaches no network: a listener the test opens on the host side of the
-/// worker's link accepts nothing.
+/// Finding 4: a job reaches no network: a listener on the host side of the worker's link
+/// accepts nothing from it.
 #[test]
 fn a_job_connects_nowhere() {
-    let worker = NetnsWorker::start(1);
-    let std::net::IpAddr::V4(w) = worker.addr().ip() else {
-        panic!("IPv4 worker address expected");
-    };
-    let [a, b, c, _] = w.octets();
-    let host_ip = std::net::Ipv4Addr::new(a, b, c, 1);
-    let listener = std::net::TcpListener::bind((host_ip, 0)).expect("listen");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
-    let (reply, _) = run_script(
-        &worker,
-        "connect",
-        &format!(
-            "busybox echo hello | busybox nc -w 2 {host_ip} {port}; busybox echo obj > \"$4\""
-        ),
-        30,
-    );
-    assert!(
-        matches!(reply, JobReply::Done { .. }),
-        "{}",
-        reply.summary()
-    );
-    assert!(
-        listener.accept().is_err(),
-        "the job connected to the test's listener"
-    );
-    legit(&worker);
+    attacks::a_job_connects_nowhere(&Netns(&NetnsWorker::start(1)));
 }
 
 /// Findings 4 and 5: a job that never ends, and a fork bomb, end at the time limit with
 /// nothing left running.
 #[test]
 fn endless_jobs_and_fork_bombs_end_at_the_limit() {
-    let worker = NetnsWorker::start(1);
-    for (name, script) in [
-        ("endless", "busybox sleep 1033"),
-        ("forkbomb", "b() { b | b & }; b; busybox sleep 1034"),
-    ] {
-        let (reply, took) = run_script(&worker, name, script, 2);
-        assert!(
-            matches!(reply, JobReply::Rejected(_)),
-            "{name}: {}",
-            reply.summary()
-        );
-        assert!(took < Duration::from_secs(10), "{name} took {took:?}");
-        std::thread::sleep(Duration::from_millis(300));
-        for needle in ["sleep 1033", "sleep 1034", "hostile-tc-forkbomb"] {
-            let left = processes_with(needle);
-            assert!(left.is_empty(), "{name}: processes left: {left:?}");
-        }
-    }
-    legit(&worker);
+    attacks::endless_jobs_and_fork_bombs_end_at_the_limit(&Netns(&NetnsWorker::start(1)));
 }

@@ -3,94 +3,26 @@
 //! FIFOs. Each ends with a legitimate compile from a new connection, identical to a local
 //! one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use offload_e2e::NetnsWorker;
+use offload_e2e::attacks::{self, Netns};
 use offload_e2e::peer::{self, BundleEntry, Peer};
 use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, ToolchainKind};
 
-/// Where the worker of a [`NetnsWorker`] keeps shipped bundles (in its private `/tmp`).
-const SHIPPED: &str = "/tmp/offload-worker/toolchains/shipped";
-
-fn marker(name: &str) -> PathBuf {
-    let p = PathBuf::from(format!("/run/offload-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
 fn legit(worker: &NetnsWorker) {
-    peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
+    attacks::legit(&Netns(worker));
 }
 
 /// Finding 1: a bundle without the offered driver is refused and deleted, and no string
-/// of the peer's (a version that is a path, a path that is a device) makes the worker run
-/// or read anything: the payload's marker (outside the worker's private `/tmp`, so visible
-/// here) never appears.
+/// of the peer's makes the worker run or read anything.
 #[test]
 fn a_refused_bundle_leaves_nothing_and_a_version_is_never_a_path() {
-    let worker = NetnsWorker::start(1);
-    let mark = marker("rce");
-    let (cc, bundle) = peer::hostile_toolchain("rce", &format!("busybox touch {}", mark.display()));
-    let liar = CompilerRef {
-        digest: Digest::of(b"not the script"),
-        ..cc.clone()
-    };
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    let info = p.ship(&liar, &bundle).expect("offer");
-    assert_eq!(info.kind, ToolchainKind::Unavailable, "{info:?}");
-    let digest = Digest::of(&bundle);
-    let pid = worker.pid().expect("worker pid");
-    assert!(
-        !peer::exists_in_mount_ns(pid, &format!("{SHIPPED}/{}", digest.to_hex())),
-        "the refused bundle stayed on the worker's disk"
-    );
-    // Every way of naming the script: as the compiler's directory, its version, its target.
-    let script_dir = Path::new(&cc.path)
-        .parent()
-        .expect("bin dir")
-        .to_string_lossy()
-        .into_owned();
-    let in_store = format!("{SHIPPED}/{}{script_dir}", digest.to_hex());
-    for (path, version) in [
-        (
-            "/usr/bin/gcc".to_string(),
-            format!("{in_store} x86_64-linux-gnu"),
-        ),
-        ("/usr/bin/gcc".to_string(), format!("12 {in_store}/gcc")),
-        (
-            format!("{in_store}/gcc"),
-            "12.2.0 x86_64-linux-gnu".to_string(),
-        ),
-        (
-            "/usr/bin/clang".to_string(),
-            format!("14 --target=/{in_store}"),
-        ),
-        (cc.path.clone(), "12.2.0 ../../../../..".to_string()),
-    ] {
-        let q = CompilerRef {
-            path: path.clone(),
-            digest: Digest([7; 32]),
-            version: version.clone(),
-            ident: "GCC: (hostile) 12.2.0".into(),
-        };
-        // The worker may offer its own gcc (another build of "12.2.0", proved or not by
-        // the host's probe); never anything from the refused bundle.
-        let info = p.query(&q).expect("query");
-        assert_ne!(
-            info.kind,
-            ToolchainKind::Shipped,
-            "{path} {version}: {info:?}"
-        );
-        assert!(
-            !info.detail.contains("/tmp/offload-worker"),
-            "the refusal reveals the worker's paths: {}",
-            info.detail
-        );
-    }
-    assert!(!mark.exists(), "the peer's program ran on the worker");
-    legit(&worker);
+    attacks::a_refused_bundle_leaves_nothing_and_a_version_is_never_a_path(&Netns(
+        &NetnsWorker::start(1),
+    ));
 }
 
 /// Finding 2: a bundle holding the real gcc driver (so its digest checks out) and a cc1

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use offload_e2e::NetnsWorker;
+use offload_e2e::attacks::{self, Netns};
 use offload_e2e::peer::{self, JobReply, JobSpec, Peer};
 use offload_shared::Digest;
 use offload_shared::protocol::{CompilerRef, ExitStatus, ToolchainKind};
-use offload_shared::tree::{EntryKind, TreeEntry};
+use offload_shared::tree::EntryKind;
 
 fn legit(worker: &NetnsWorker) {
-    peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
+    attacks::legit(&Netns(worker));
 }
 
 /// A path outside the worker's private `/tmp` (so visible here) that must never appear.
@@ -60,86 +61,14 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// Adds an entry exactly as given (no ancestors added, no checks), with its blob for files.
-fn raw_entry(spec: &mut JobSpec, path: &str, kind: EntryKind) {
-    spec.job.tree.push(TreeEntry {
-        path: path.to_owned(),
-        kind,
-    });
-}
-
-fn file_kind(spec: &mut JobSpec, bytes: &[u8]) -> EntryKind {
-    let digest = Digest::of(bytes);
-    spec.blobs.insert(digest, bytes.to_vec());
-    EntryKind::File {
-        digest,
-        size: bytes.len() as u64,
-        executable: false,
-    }
-}
-
-/// An ordinary gcc job in `d` (`gcc -c a.c -o a.o`), for trees to be added to.
-fn gcc_job(cc: &CompilerRef, d: &str) -> JobSpec {
-    let mut spec = JobSpec::new(cc, d, &["/usr/bin/gcc", "-c", "a.c", "-o", "a.o"]);
-    spec.system_includes("/usr/bin/gcc")
-        .file(&format!("{d}/a.c"), b"int x;\n");
-    spec
-}
-
 /// Where the worker keeps job roots, which no refusal may name.
 const WORKER_DIR: &str = "/tmp/offload-worker";
 
 /// Attack 1: tree entries whose paths climb out of the job root (`..`), are relative,
-/// empty, `/`, or contain NUL, `//`, `.` or a trailing `/` — as a file and as a writable
-/// directory. Each is refused with a reason naming the path (never the worker's own
-/// directories), and the marker the `..` paths aim at never appears.
+/// empty, `/`, or not normalised are refused, naming the path, never the worker's.
 #[test]
 fn tree_paths_that_leave_the_root_are_refused() {
-    let worker = NetnsWorker::start(1);
-    let mark = marker("traversal");
-    let rel = mark.to_string_lossy().trim_start_matches('/').to_owned();
-    let cc = peer::compiler_ref("/usr/bin/gcc");
-    let dir = offload_e2e::twice::fresh_dir("tree-traversal");
-    let d = dir.to_string_lossy().into_owned();
-    let ups = "../".repeat(16);
-    let bad = [
-        format!("{d}/{ups}{rel}"),
-        format!("/{ups}{rel}"),
-        format!("{ups}{rel}"),
-        rel.clone(),
-        String::new(),
-        "/".to_owned(),
-        format!("{d}/a\0/{ups}{rel}"),
-        format!("{d}//{rel}"),
-        format!("{d}/./{rel}"),
-        format!("/{rel}/"),
-    ];
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    for path in &bad {
-        for as_dir in [false, true] {
-            let mut spec = gcc_job(&cc, &d);
-            let kind = if as_dir {
-                EntryKind::Dir { writable: true }
-            } else {
-                file_kind(&mut spec, b"escaped\n")
-            };
-            raw_entry(&mut spec, path, kind);
-            let reply = p.job(&spec.job, &spec.blobs);
-            let JobReply::Rejected(reason) = &reply else {
-                panic!("{path:?} was not refused: {}", reply.summary());
-            };
-            assert!(
-                reason.contains("not an absolute normalised path"),
-                "{path:?}: {reason}"
-            );
-            assert!(!reason.contains(WORKER_DIR), "{path:?}: {reason}");
-        }
-    }
-    assert!(
-        !mark.exists(),
-        "a tree entry was created outside the job root"
-    );
-    legit(&worker);
+    attacks::tree_paths_that_leave_the_root_are_refused(&Netns(&NetnsWorker::start(1)));
 }
 
 /// Attack 1: tree entries at the job root's own places — the worker's `/.offload` (where a
@@ -168,12 +97,12 @@ fn tree_entries_at_the_worker_s_own_paths_are_refused() {
     ];
     let mut replies = Vec::new();
     for (path, kind) in cases {
-        let mut spec = gcc_job(&cc, &d);
+        let mut spec = peer::gcc_job(&cc, &d);
         if path == "/.offload/as" {
-            raw_entry(&mut spec, "/.offload", EntryKind::Dir { writable: false });
+            spec.raw_entry("/.offload", EntryKind::Dir { writable: false });
         }
-        let kind = kind.unwrap_or_else(|| file_kind(&mut spec, b"#!/bin/sh\n"));
-        raw_entry(&mut spec, path, kind.clone());
+        let kind = kind.unwrap_or_else(|| spec.file_kind(b"#!/bin/sh\n"));
+        spec.raw_entry(path, kind.clone());
         replies.push((path, kind, p.job(&spec.job, &spec.blobs)));
     }
     let left: Vec<_> = std::fs::read_dir(&target)
@@ -249,66 +178,11 @@ fn a_working_directory_outside_the_root_is_refused() {
     legit(&worker);
 }
 
-/// Attack 2: links in the tree that point out of the root (`/x/link -> /etc`, a relative
-/// `../../..`) with entries below them, listed after the link and before it. Creating them
-/// would follow the link on the worker: refused, and nothing appears in the worker's
-/// `/etc` or `/run`.
+/// Attack 2: entries below links in the tree that point out of the root are refused, and
+/// nothing appears where the links point.
 #[test]
 fn entries_below_a_link_out_of_the_root_are_refused() {
-    let worker = NetnsWorker::start(1);
-    let pid = std::process::id();
-    let in_etc = PathBuf::from(format!("/etc/offload-e2e-evil-{pid}"));
-    let _ = std::fs::remove_file(&in_etc);
-    let _ = std::fs::remove_dir_all(&in_etc);
-    let in_run = marker("evil");
-    let cc = peer::compiler_ref("/usr/bin/gcc");
-    let dir = offload_e2e::twice::fresh_dir("tree-links-out");
-    let d = dir.to_string_lossy().into_owned();
-    let up = "../".repeat(16);
-    let run_rel = in_run.to_string_lossy().trim_start_matches('/').to_owned();
-    let cases = [
-        ("/etc".to_owned(), format!("offload-e2e-evil-{pid}")),
-        (up.trim_end_matches('/').to_owned(), run_rel),
-    ];
-    let mut p = Peer::connect(worker.addr()).expect("connect");
-    for (target, below) in &cases {
-        for link_first in [true, false] {
-            for as_dir in [false, true] {
-                let mut spec = gcc_job(&cc, &d);
-                let link = format!("{d}/x/link");
-                let evil = format!("{link}/{below}");
-                let kind = if as_dir {
-                    EntryKind::Dir { writable: true }
-                } else {
-                    file_kind(&mut spec, b"evil\n")
-                };
-                raw_entry(
-                    &mut spec,
-                    &format!("{d}/x"),
-                    EntryKind::Dir { writable: false },
-                );
-                let l = EntryKind::Symlink {
-                    target: target.clone(),
-                };
-                if link_first {
-                    raw_entry(&mut spec, &link, l);
-                    raw_entry(&mut spec, &evil, kind);
-                } else {
-                    raw_entry(&mut spec, &evil, kind);
-                    raw_entry(&mut spec, &link, l);
-                }
-                let reply = p.job(&spec.job, &spec.blobs);
-                let JobReply::Rejected(reason) = &reply else {
-                    panic!("{evil} below {target} was not refused: {}", reply.summary());
-                };
-                assert!(reason.contains("symbolic link"), "{reason}");
-                assert!(!reason.contains(WORKER_DIR), "{reason}");
-            }
-        }
-    }
-    assert!(!in_etc.exists(), "the worker created {}", in_etc.display());
-    assert!(!in_run.exists(), "the worker created {}", in_run.display());
-    legit(&worker);
+    attacks::entries_below_a_link_out_of_the_root_are_refused(&Netns(&NetnsWorker::start(1)));
 }
 
 /// Attack 2: a compiler the worker serves with another build of its gcc (a cross

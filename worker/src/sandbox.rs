@@ -6,7 +6,13 @@
 //!   and the compiler PID 2; when init exits the kernel kills everything the job left),
 //!   network (a loopback interface only, left down), IPC and UTS (hostname `offload-job`).
 //!   A user namespace only when the worker is not root or plain namespaces are refused.
-//!   A fresh `/proc` only when the job root already has a `/proc` directory.
+//!   The UTS layer counts only where the job's hostname can be set (Docker's default
+//!   seccomp profile refuses `sethostname` without `CAP_SYS_ADMIN`, even inside a user
+//!   namespace of the job's own).
+//! - A fresh `/proc` (layer `proc`) only when the job root already has a `/proc` directory,
+//!   and only where the kernel lets the job mount one: in a user namespace it refuses while
+//!   the worker's own `/proc` has paths masked (Docker masks some unless
+//!   `--security-opt systempaths=unconfined`). Without it such a job's `/proc` stays empty.
 //! - The compiler: `chroot`, the host's working directory, an unprivileged user,
 //!   `PR_SET_NO_NEW_PRIVS`, rlimits ([`RLIMITS`] and CPU = timeout + 1 s), no descriptor
 //!   but 0–2, and a seccomp deny-list ([`DENIED_SYSCALLS`] fail with `EPERM`).
@@ -14,7 +20,12 @@
 //!
 //! Deliberately absent: cgroups (memory and CPU are bounded by rlimits only), an
 //! allow-list seccomp policy, a `/dev`, and any network interface but a down loopback.
-//! Without the PID layer leftovers are killed by process group only (`setsid` escapes).
+//! Without the PID layer (a container with Docker's default profile, qemu-user) a job's
+//! leftovers are ended by its uid instead: the slot's user is the job's alone, so when the
+//! compiler ends (or the job is killed) every process of that uid is killed
+//! ([`kill_user`]), `setsid` daemons included, and init, a subreaper then, reaps them.
+//! Without a user of the job's own they are killed by process group only (`setsid`
+//! escapes).
 //!
 //! Between `clone` and `execve` the children make raw system calls only, on memory
 //! prepared before the `clone` (the worker is multithreaded: no allocation, no locks, and
@@ -62,7 +73,15 @@ pub const DENIED_SYSCALLS: &[(&str, libc::c_long)] = &[
     ("delete_module", libc::SYS_delete_module),
     ("userfaultfd", libc::SYS_userfaultfd),
     ("personality", libc::SYS_personality),
+    // Its requests open and connect sockets past the `socket` rule below.
+    ("io_uring_setup", libc::SYS_io_uring_setup),
 ];
+
+/// The only socket families a compile may open (`socket` fails with `EPERM` for any
+/// other): local sockets and the kernel's netlink, never a network. Where the worker
+/// cannot give jobs a network namespace (Docker's default profile) this is what keeps
+/// them off the container's network.
+pub const SOCKET_FAMILIES: [c_int; 2] = [libc::AF_UNIX, libc::AF_NETLINK];
 
 /// Resource limits of the compiler besides `RLIMIT_CPU`: (resource, soft = hard limit).
 pub const RLIMITS: [(c_int, u64); 5] = [
@@ -151,6 +170,8 @@ pub struct Layers {
     pub user: bool,
     /// The seccomp deny-list.
     pub seccomp: bool,
+    /// A fresh procfs on a tree's `/proc` (needs the mount and PID layers).
+    pub proc: bool,
 }
 
 /// What a probe child checks besides the `clone` itself.
@@ -158,6 +179,8 @@ pub struct Layers {
 enum Check {
     None,
     MountPrivate,
+    Hostname,
+    Proc,
     Seccomp,
 }
 
@@ -166,11 +189,11 @@ const NAMESPACES: [(&str, c_int, Check); 5] = [
     ("pid", libc::CLONE_NEWPID, Check::None),
     ("net", libc::CLONE_NEWNET, Check::None),
     ("ipc", libc::CLONE_NEWIPC, Check::None),
-    ("uts", libc::CLONE_NEWUTS, Check::None),
+    ("uts", libc::CLONE_NEWUTS, Check::Hostname),
 ];
 
 impl Layers {
-    fn named(&self) -> [(&'static str, bool); 7] {
+    fn named(&self) -> [(&'static str, bool); 8] {
         [
             ("mount", self.mount),
             ("pid", self.pid),
@@ -179,6 +202,7 @@ impl Layers {
             ("uts", self.uts),
             ("user", self.user),
             ("seccomp", self.seccomp),
+            ("proc", self.proc),
         ]
     }
 
@@ -253,6 +277,16 @@ impl Layers {
                 }
             }
         }
+        // With the namespaces a job gets, as it gets them.
+        layers.proc = layers.mount
+            && layers.pid
+            && match probe_clone(layers.clone_flags(), Check::Proc) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!("sandbox probe: mounting a fresh /proc: {e}");
+                    false
+                }
+            };
         layers.seccomp = seccomp_program().is_some()
             && match probe_clone(0, Check::Seccomp) {
                 Ok(()) => true,
@@ -326,6 +360,41 @@ fn errno() -> c_int {
     unsafe { *libc::__errno_location() }
 }
 
+/// Makes every mount of the caller's (new) mount namespace private, so that nothing it
+/// mounts reaches the worker's.
+///
+/// # Safety
+/// A raw system call (callable after `clone`).
+unsafe fn make_root_private() -> bool {
+    // SAFETY: a raw syscall on static strings.
+    unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+    }
+}
+
+/// Mounts a procfs (of the caller's PID namespace) on `dir`.
+///
+/// # Safety
+/// A raw system call (callable after `clone`); `dir` is a C string.
+unsafe fn mount_proc(dir: *const libc::c_char) -> bool {
+    // SAFETY: a raw syscall on C strings.
+    unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            dir,
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) == 0
+    }
+}
+
 /// Clones a child with `flags` that performs `check` and exits with 0 or the errno.
 fn probe_clone(flags: c_int, check: Check) -> io::Result<()> {
     let program = seccomp_program();
@@ -340,15 +409,10 @@ fn probe_clone(flags: c_int, check: Check) -> io::Result<()> {
         unsafe {
             let ok = match check {
                 Check::None => true,
-                Check::MountPrivate => {
-                    libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) == 0
-                }
+                Check::MountPrivate => make_root_private(),
+                Check::Hostname => libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()) == 0,
+                // Over the probe's own `/proc`, in its private mount namespace.
+                Check::Proc => make_root_private() && mount_proc(c"/proc".as_ptr()),
                 Check::Seccomp => match &fprog {
                     Some(p) => {
                         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
@@ -400,12 +464,21 @@ fn seccomp_program() -> Option<&'static [libc::sock_filter]> {
 }
 
 fn build_seccomp_program() -> Result<Vec<libc::sock_filter>, seccompiler::Error> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
     let arch = TargetArch::try_from(std::env::consts::ARCH)?;
-    let rules = DENIED_SYSCALLS
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS
         .iter()
         .map(|&(_, nr)| (nr, Vec::new()))
         .collect();
+    // Denied when the family is none of them (the conditions of one rule all hold).
+    let other_family = SOCKET_FAMILIES
+        .iter()
+        .map(|&f| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, f as u64))
+        .collect::<Result<_, _>>()?;
+    rules.insert(libc::SYS_socket, vec![SeccompRule::new(other_family)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -515,6 +588,8 @@ struct Prepared {
     sync_r: RawFd,
     /// Descriptors init keeps besides 0–2, ascending, -1 for none.
     init_keeps: [RawFd; 2],
+    /// The uid whose processes all end with the job (no PID namespace does it).
+    sweep: Option<libc::uid_t>,
 }
 
 /// A running job: its init (PID 1 of the job, or the job's process-group leader).
@@ -522,6 +597,8 @@ struct Job {
     pid: libc::pid_t,
     pidfd: Option<AsyncFd<OwnedFd>>,
     reaped: bool,
+    /// [`Prepared::sweep`].
+    sweep: Option<libc::uid_t>,
 }
 
 impl Job {
@@ -555,6 +632,13 @@ impl Job {
                 libc::kill(self.pid, libc::SIGKILL);
                 libc::killpg(self.pid, libc::SIGKILL);
             }
+            // After the group: a compiler not yet its user was in it.
+            if let Some(uid) = self.sweep {
+                // SAFETY: the child kill_user clones makes raw syscalls only.
+                if !unsafe { kill_user(uid) } {
+                    tracing::warn!("sandbox: cannot end the processes of uid {uid}");
+                }
+            }
         }
     }
 
@@ -563,6 +647,45 @@ impl Job {
         if let Err(e) = self.wait().await {
             tracing::warn!("sandbox: reaping a killed job: {e}");
         }
+        if let Some(uid) = self.sweep {
+            let _ = tokio::task::spawn_blocking(move || reap_strays(uid)).await;
+        }
+    }
+}
+
+/// Reaps the worker's own children of `uid`, a killed job's processes that outlived its
+/// init (killed with it, without a PID namespace to end them first): they come to the
+/// worker when it is a container's PID 1, and a zombie of the slot's uid would count
+/// against its process limit for good. Waits up to a second for them to die.
+fn reap_strays(uid: libc::uid_t) {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut left = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if !e.metadata().is_ok_and(|m| m.uid() == uid) {
+                continue;
+            }
+            // `PID (COMM) STATE PPID …`; COMM may hold anything but ends at the last `)`.
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if rest.split_whitespace().nth(1) != Some(me.as_str()) {
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: reaps a child of ours that is no job's init (those are not of uid).
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+                left += 1;
+            }
+        }
+        if left == 0 || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -570,12 +693,15 @@ impl Drop for Job {
     fn drop(&mut self) {
         if !self.reaped {
             self.kill();
-            let pid = self.pid;
+            let (pid, sweep) = (self.pid, self.sweep);
             // A cancelled run: reap off the executor.
             std::thread::spawn(move || {
                 let mut status = 0;
                 // SAFETY: reaps our own child.
                 while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
+                if let Some(uid) = sweep {
+                    reap_strays(uid);
+                }
             });
         }
     }
@@ -699,7 +825,8 @@ fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
         .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
         .collect::<Result<_, _>>()?;
     let proc_path = spec.root.join("proc");
-    let proc_dir = if layers.mount
+    // Never without a PID namespace of the job's own: it would show the worker's processes.
+    let proc_dir = if layers.proc
         && layers.pid
         && std::fs::symlink_metadata(&proc_path).is_ok_and(|m| m.is_dir())
     {
@@ -758,6 +885,7 @@ fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
         status_w: status_w.as_raw_fd(),
         sync_r,
         init_keeps,
+        sweep: sweep_uid(layers, spec.user),
     };
     let pid = clone_init(layers.clone_flags(), &p).map_err(spawn)?;
     drop((devnull, out_w, err_w, status_w));
@@ -775,6 +903,7 @@ fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
         pid,
         pidfd,
         reaped: false,
+        sweep: p.sweep,
     };
     if let Some((sync_r, sync_w)) = sync {
         drop(sync_r);
@@ -798,6 +927,50 @@ fn start(spec: &RunSpec<'_>, layers: Layers) -> Result<Started, RunError> {
         stderr: err_r,
         status: status_r,
     })
+}
+
+/// The uid whose every process ends with a job that has no PID namespace: the job's own
+/// user, unless that is root or the worker's own uid (ending those would end the worker).
+fn sweep_uid(layers: Layers, user: Option<JobUser>) -> Option<libc::uid_t> {
+    // SAFETY: cannot fail.
+    let me = unsafe { libc::geteuid() };
+    user.map(|u| u.uid)
+        .filter(|&uid| !layers.pid && uid != 0 && uid != me)
+}
+
+/// Kills every process of `uid` (in the caller's PID namespace) but the caller: a child
+/// takes that uid and sends `kill(-1, SIGKILL)` until none is left to signal (zombies
+/// still count, so a few rounds at most). Whether the child could do it.
+///
+/// # Safety
+/// Raw system calls only (callable after `clone`, and from the worker's threads).
+unsafe fn kill_user(uid: libc::uid_t) -> bool {
+    // SAFETY: the child makes raw syscalls only and ends with _exit.
+    unsafe {
+        let Ok(pid) = clone_fork(0) else {
+            return false;
+        };
+        if pid == 0 {
+            // The raw call: glibc's setuid would wait for threads this child lacks.
+            if libc::syscall(libc::SYS_setuid, uid) != 0 {
+                libc::_exit(1);
+            }
+            // A process forking during a round is killed in the next.
+            for _ in 0..16 {
+                if libc::kill(-1, libc::SIGKILL) != 0 {
+                    break;
+                }
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if errno() != libc::EINTR {
+                return false;
+            }
+        }
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
 }
 
 /// The id maps of a job's user namespace: the worker's own ids, and as root the job user's.
@@ -896,6 +1069,10 @@ unsafe fn init_main(p: &Prepared) -> ! {
         close_except(&p.init_keeps);
         libc::setpgid(0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if p.sweep.is_some() {
+            // The job's orphans become init's children, to be reaped after the sweep.
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
         if p.layers.user {
             let mut b = 0u8;
             if libc::read(p.sync_r, (&raw mut b).cast(), 1) != 1 {
@@ -903,25 +1080,11 @@ unsafe fn init_main(p: &Prepared) -> ! {
             }
             libc::close(p.sync_r);
         }
-        if p.layers.mount
-            && libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-        {
+        if p.layers.mount && !make_root_private() {
             init_fail(p, ST_PRIVATE);
         }
         if let Some(dir) = &p.proc_dir
-            && libc::mount(
-                c"proc".as_ptr(),
-                dir.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ) != 0
+            && !mount_proc(dir.as_ptr())
         {
             init_fail(p, ST_PROC);
         }
@@ -953,6 +1116,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
         }
         let mut msg = [0u8; 8];
         let n = libc::read(ep[0], msg.as_mut_ptr().cast(), msg.len());
+        if let Some(uid) = p.sweep {
+            kill_user(uid);
+            // Every child left is of that uid, and killed.
+            let mut left = 0;
+            while libc::waitpid(-1, &mut left, 0) > 0 || errno() == libc::EINTR {}
+        }
         if n == 8 {
             let stage = i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
             let e = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
@@ -1267,6 +1436,14 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    /// A job user of test `n`'s alone (uid = gid = 1 900 000 700 + n): without a PID
+    /// namespace the sandbox kills every process of a job's uid, so tests that run at once
+    /// must not share one, nor use one the machine uses (`nobody`).
+    fn test_user(n: u32) -> JobUser {
+        let id = 1_900_000_700 + n;
+        JobUser { uid: id, gid: id }
+    }
+
     /// Host processes whose command line is exactly `argv`.
     fn processes(argv: &[&str]) -> Vec<String> {
         let want: Vec<u8> = argv
@@ -1442,6 +1619,54 @@ mod tests {
         assert_eq!(links, ["lo"], "{out:?}");
     }
 
+    /// Without a network namespace (the container's network is the job's) the seccomp
+    /// filter still keeps a job off the network: no IPv4 or IPv6 socket opens, so a
+    /// listener of this machine's is not reached, and none can listen. Without the filter
+    /// the same job connects (the control).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_network_namespace_no_network_socket_opens() {
+        if !layers().seccomp {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = job_root();
+        // nc waits for the peer to close: the control's connection ends by the timeout.
+        let script = format!(
+            "busybox timeout 1 busybox nc 127.0.0.1 {port} </dev/null && echo connected; \
+             busybox timeout 1 busybox nc ::1 {port} </dev/null && echo connected; \
+             busybox timeout 1 busybox nc -l -p 0 </dev/null; true"
+        );
+        let argv: Vec<String> = ["busybox", "sh", "-c", &script]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for seccomp in [true, false] {
+            let layers = Layers {
+                net: false,
+                seccomp,
+                ..*layers()
+            };
+            let out = run_with(spec_for(root.path(), &argv), layers)
+                .await
+                .unwrap();
+            let accepted = listener.accept();
+            if seccomp {
+                assert!(!text(&out.stdout).contains("connected"), "{out:?}");
+                // Each of the three sockets.
+                let refused = text(&out.stderr).matches("not permitted").count();
+                assert_eq!(refused, 3, "{out:?}");
+                assert!(
+                    matches!(&accepted, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+                    "the job reached the test's listener: {accepted:?}"
+                );
+            } else {
+                assert!(accepted.is_ok(), "the control did not connect: {out:?}");
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_inherited_descriptor_is_closed() {
         let dir = tempfile::tempdir().unwrap();
@@ -1518,15 +1743,17 @@ mod tests {
                 "-c",
                 "ulimit -n; ulimit -c; ulimit -t; busybox id -u; busybox id -g",
             ],
-            Some(JobUser {
-                uid: 65534,
-                gid: 65534,
-            }),
+            Some(test_user(1)),
             Duration::from_secs(9),
         )
         .await
         .unwrap();
-        assert_eq!(text(&out.stdout), "4096\n0\n10\n65534\n65534\n", "{out:?}");
+        let id = test_user(1).uid;
+        assert_eq!(
+            text(&out.stdout),
+            format!("4096\n0\n10\n{id}\n{id}\n"),
+            "{out:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1589,6 +1816,115 @@ mod tests {
         }
     }
 
+    /// Without a PID namespace, a daemon of the job (in a session of its own, so that the
+    /// process-group kill misses it) ends with the job all the same, by its uid: when the
+    /// compiler ends, and when the job is killed at its time limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_pid_namespace_the_job_s_user_ends_with_it() {
+        // SAFETY: cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let root = job_root();
+        let user = Some(test_user(5));
+        let layers = Layers {
+            pid: false,
+            ..*layers()
+        };
+        let daemon = |n: &str| format!("busybox setsid busybox sleep {n} <&- >&- 2>&- &");
+        for (n, rest, timeout) in [
+            (
+                "1069",
+                "busybox sleep 0.2; busybox kill -0 $! && echo alive",
+                20_000,
+            ),
+            ("1070", "busybox sleep 1071", 500),
+        ] {
+            let argv: Vec<String> = ["busybox", "sh", "-c", &format!("{} {rest}", daemon(n))]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let spec = RunSpec {
+                user,
+                timeout: Duration::from_millis(timeout),
+                ..spec_for(root.path(), &argv)
+            };
+            match run_with(spec, layers).await {
+                Ok(out) => assert_eq!(text(&out.stdout), "alive\n", "{out:?}"),
+                Err(e) => assert!(matches!(e, RunError::Timeout(_)), "{e:?}"),
+            }
+            let t = Instant::now();
+            while !processes(&["busybox", "sleep", n]).is_empty() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(2),
+                    "the daemon {n} survived"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Processes of `uid` whose parent is this process (alive or zombies).
+    fn children_of_uid(uid: libc::uid_t) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                rest.split_whitespace().nth(1) == Some(me.as_str())
+            })
+            .collect()
+    }
+
+    /// A job without a PID namespace killed at its time limit dies with its init: what it
+    /// left comes to the worker when the worker is a container's PID 1 (here: a
+    /// subreaper, as PID 1 is), and is reaped, not left a zombie of the slot's uid (each
+    /// counts against its process limit until reaped).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_job_without_a_pid_namespace_leaves_no_zombie() {
+        // SAFETY: cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        // SAFETY: plain syscall; orphans of this test process's jobs come to it.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let root = job_root();
+        let uid = test_user(6).uid;
+        let argv: Vec<String> = [
+            "busybox",
+            "sh",
+            "-c",
+            "busybox sleep 1072 & busybox sleep 1072 & busybox sleep 1072",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spec = RunSpec {
+            user: Some(JobUser { uid, gid: uid }),
+            timeout: Duration::from_millis(300),
+            ..spec_for(root.path(), &argv)
+        };
+        let layers = Layers {
+            pid: false,
+            ..*layers()
+        };
+        let r = run_with(spec, layers).await;
+        assert!(matches!(r, Err(RunError::Timeout(_))), "{r:?}");
+        let t = Instant::now();
+        loop {
+            let left = children_of_uid(uid);
+            if left.is_empty() {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(2), "left: {left:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_user_namespace_maps_the_job_user() {
         // SAFETY: cannot fail.
@@ -1601,10 +1937,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let spec = RunSpec {
-            user: Some(JobUser {
-                uid: 65534,
-                gid: 65534,
-            }),
+            user: Some(test_user(2)),
             ..spec_for(root.path(), &argv)
         };
         let layers = Layers {
@@ -1612,7 +1945,8 @@ mod tests {
             ..*layers()
         };
         let out = run_with(spec, layers).await.unwrap();
-        assert_eq!(text(&out.stdout), "65534\n65534\n", "{out:?}");
+        let id = test_user(2).uid;
+        assert_eq!(text(&out.stdout), format!("{id}\n{id}\n"), "{out:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1739,10 +2073,7 @@ mod tests {
             ("PATH".to_string(), "/usr/bin:/bin".to_string()),
             ("LC_ALL".to_string(), "C".to_string()),
         ];
-        let user = Some(JobUser {
-            uid: 65534,
-            gid: 65534,
-        });
+        let user = Some(test_user(3));
         let mut variants: Vec<(&str, Option<Layers>)> = vec![
             ("plain chroot spawn", None),
             ("sandbox, every layer", Some(all)),
@@ -1844,10 +2175,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(200);
-        let user = Some(JobUser {
-            uid: 65534,
-            gid: 65534,
-        });
+        let user = Some(test_user(4));
         let root_c = CString::new(root.path().as_os_str().as_bytes()).unwrap();
         let (mut plain, mut sandboxed, mut diff) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
