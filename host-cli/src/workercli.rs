@@ -68,8 +68,8 @@ struct ServeArgs {
     /// 1900000000:1900000000 when started as root, outside a user namespace].
     #[arg(long, value_parser = parse_user)]
     job_user: Option<JobUser>,
-    /// The worker's key, a 0600 file (made if missing) [default: worker.key in the state
-    /// directory]. A container is handed its key this way.
+    /// The worker's key, an existing 0600 file [default: worker.key in the state
+    /// directory, made on first use]. A container is handed its key this way.
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// A host (its key fingerprint) allowed without pairing, because its key was handed
@@ -235,15 +235,12 @@ async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The worker's key: the given file, made if missing, or the state directory's.
+/// The worker's key: the given file (which must exist: a worker that made itself a new
+/// key would not be the one its hosts paired with), or the state directory's, made on
+/// first use.
 fn identity(key_file: Option<&Path>, dir: &Path) -> anyhow::Result<Identity> {
     match key_file {
-        Some(p) if p.exists() => Ok(Identity::from_file(p)?),
-        Some(p) => {
-            let id = Identity::generate()?;
-            id.write_new_file(p)?;
-            Ok(id)
-        }
+        Some(p) => Identity::from_file(p).with_context(|| format!("the key file {}", p.display())),
         None => Ok(KeyStore::new(dir, "worker").load_or_create()?.identity),
     }
 }

@@ -89,6 +89,9 @@ pub struct ContainerWorker {
     name: String,
     network: String,
     addr: SocketAddr,
+    /// Its key, made by the test and mounted read-only.
+    key_file: std::path::PathBuf,
+    fingerprint: offload_secure::Fingerprint,
 }
 
 /// Runs `docker ARGS`; its trimmed stdout, or the error.
@@ -144,14 +147,31 @@ impl ContainerWorker {
         ]
         .map(String::from)
         .to_vec();
+        // Its key is made here and handed in read-only, as the menu-bar app hands the
+        // container its key; it trusts the tests' host.
+        let key_file = std::path::PathBuf::from(crate::paths::TEST_ROOT).join(format!("{id}.key"));
+        std::fs::create_dir_all(crate::paths::TEST_ROOT).expect("creating the test root");
+        let fingerprint = crate::keys::new_key_file(&key_file);
+        args.extend([
+            "-v".to_owned(),
+            format!("{}:/keys/worker.key:ro", key_file.display()),
+        ]);
         args.extend(security.options());
         args.extend([image, "--listen", "0.0.0.0:7420", "--slots", &slots].map(String::from));
+        args.extend([
+            "--key-file".to_owned(),
+            "/keys/worker.key".to_owned(),
+            "--trust-host".to_owned(),
+            crate::keys::host_fingerprint().to_string(),
+        ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // Removed on drop from here on, whatever fails next.
         let mut w = ContainerWorker {
             name: id,
             network,
             addr: SocketAddr::from(([0, 0, 0, 0], 7420)),
+            key_file,
+            fingerprint,
         };
         docker(&args).unwrap_or_else(|e| panic!("{e}"));
         let ip = w.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
@@ -182,7 +202,7 @@ impl ContainerWorker {
 
     /// `IP:PORT` for `offload build --worker`.
     pub fn worker_arg(&self) -> String {
-        self.addr.to_string()
+        format!("{}@{}", self.fingerprint, self.addr)
     }
 
     /// The worker's address on its Docker network.
@@ -240,5 +260,6 @@ impl Drop for ContainerWorker {
         }
         let _ = docker(&["rm", "-f", &self.name]);
         let _ = docker(&["network", "rm", &self.network]);
+        let _ = std::fs::remove_file(&self.key_file);
     }
 }

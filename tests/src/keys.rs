@@ -11,6 +11,10 @@ use offload_secure::{Fingerprint, Identity, KeyStore};
 
 use crate::paths::TEST_ROOT;
 
+/// Where network-namespace workers' key files are made: outside `/tmp`, which each worker's
+/// mount namespace replaces with a private one.
+pub const WORKER_KEYS: &str = "/var/tmp/offload-e2e-keys";
+
 /// The tests' host config directory.
 pub fn host_dir() -> PathBuf {
     PathBuf::from(TEST_ROOT).join("host-config")
@@ -36,6 +40,9 @@ pub fn host_fingerprint() -> Fingerprint {
 
 /// A fresh identity written to `path` (replacing what is there); its fingerprint.
 pub fn new_key_file(path: &Path) -> Fingerprint {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let _ = std::fs::remove_file(path);
     let id = Identity::generate().expect("a random key");
     id.write_new_file(path)

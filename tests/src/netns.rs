@@ -182,7 +182,8 @@ impl NetnsWorker {
         let host_veth = format!("oh{pid}n{seq}");
         let ns_veth = format!("on{pid}n{seq}");
         let log = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.log"));
-        let key_file = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.key"));
+        // Outside /tmp, which the worker's mount namespace replaces.
+        let key_file = PathBuf::from(crate::keys::WORKER_KEYS).join(format!("worker-{ns}.key"));
         let fingerprint = crate::keys::new_key_file(&key_file);
 
         let octet = {
@@ -456,6 +457,7 @@ impl Drop for NetnsWorker {
         // Deleting the namespace destroys the peer and with it the pair; this is for the case
         // where the peer never got moved into it.
         let _ = ip(&["link", "del", &self.host_veth]);
+        let _ = std::fs::remove_file(&self.key_file);
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
         }

@@ -129,8 +129,10 @@ fn frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A connection through the secure channel (as the tests' host, which the worker trusts):
+/// the frames below reach the worker's protocol, not just its handshake.
 fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+    let s = offload_e2e::peer::secure(addr, offload_e2e::keys::host_identity())
         .unwrap_or_else(|e| panic!("cannot connect to the worker at {addr}: {e}"));
     // A guard against hanging the suite, not a timing assertion: a worker that keeps a
     // broken connection open would otherwise block the read forever.
@@ -231,7 +233,25 @@ fn malformed_frames_leave_the_worker_serving() {
     let worker = NetnsWorker::start(2);
     let addr = worker.addr();
 
-    // (a) garbage
+    // (a) garbage, before the secure handshake (nothing comes back: no frame is readable
+    // without the channel) and inside it
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: offload\r\n\r\n"[..],
+        &frame(hello().as_bytes(), b""),
+        &[0xff; 4096],
+    ] {
+        let mut raw = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        raw.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        raw.write_all(junk).expect("write");
+        let mut got = Vec::new();
+        let _ = raw.read_to_end(&mut got);
+        assert!(
+            got.len() < 200,
+            "the worker answered {} bytes of junk before the handshake",
+            got.len()
+        );
+    }
     expect_closed(
         send(addr, b"GET / HTTP/1.1\r\nHost: offload\r\n\r\n", false),
         "an HTTP request",
@@ -420,8 +440,8 @@ fn netns_worker_is_isolated() {
     let addresses = lines.pop().unwrap_or_default();
     assert_eq!(
         lines,
-        ["offload-worker"],
-        "the worker's /tmp should hold only its work directory:\n{out}"
+        ["offload-worker", "offload-worker-state"],
+        "the worker's /tmp should hold only its work and state directories:\n{out}"
     );
     // lo and the veth end, nothing of the host's.
     assert_eq!(addresses, "2", "the worker's network namespace:\n{out}");

@@ -56,8 +56,9 @@ fn prefix(header: u32, payload: u32) -> Vec<u8> {
     v
 }
 
-/// Silent, slow and stalled peers are cut: one that never says hello, one that sends a
-/// frame a byte at a time, one whose job frame stalls half way (announcing 16 MiB of header,
+/// Silent, slow and stalled peers are cut: one that never starts the secure handshake, one
+/// that completes it and never says hello, one that sends a frame a byte at a time (inside
+/// the channel), one whose job frame stalls half way (announcing 16 MiB of header,
 /// which it never gets to allocate), one that says hello and then nothing. A legitimate
 /// host (from another address) is served while they hold their connections.
 #[test]
@@ -75,8 +76,12 @@ fn silent_and_slow_peers_are_cut_in_bounded_time() {
     );
     let attacker = worker.second_host_ip();
     let connect = || peer::connect_from(worker.addr(), attacker).expect("connect");
+    // Raw: it never starts the secure handshake; through the channel: it never says hello.
     let mut silent = connect();
-    let mut trickle = connect();
+    let mut silent_inside =
+        peer::secure_pipe(connect(), offload_e2e::keys::host_identity()).expect("handshake");
+    let mut trickle =
+        peer::secure_pipe(connect(), offload_e2e::keys::host_identity()).expect("handshake");
     let mut stalled = Peer::connect_from(worker.addr(), attacker).expect("hello");
     let mut idle = Peer::connect_from(worker.addr(), attacker).expect("hello");
     // One byte of a prefix every 700 ms: it never completes a hello in 2 s.
@@ -98,6 +103,10 @@ fn silent_and_slow_peers_are_cut_in_bounded_time() {
     let bound = Duration::from_secs(8);
     let cut = [
         ("silent", closed_within(&mut silent, bound)),
+        (
+            "silent inside the channel",
+            closed_within(&mut silent_inside, bound),
+        ),
         ("trickle", closed_within(&mut trickle, bound)),
         ("stalled", closed_within(&mut stalled.stream, bound)),
         ("idle", closed_within(&mut idle.stream, bound)),
@@ -111,6 +120,7 @@ fn silent_and_slow_peers_are_cut_in_bounded_time() {
         );
     }
     let log = worker.log_text();
+    assert!(log.contains("no secure handshake within"), "{log}");
     assert!(log.contains("no hello within"), "{log}");
     assert!(log.contains("stalled"), "{log}");
     legit(&worker);

@@ -118,11 +118,11 @@ impl Worker {
         let (stream, session) = match secured.await {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
-                tracing::debug!(%addr, "handshake failed: {e}");
+                tracing::info!(%addr, "secure handshake failed: {e}");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%addr, "no handshake within {limit:?}");
+                tracing::info!(%addr, "no secure handshake within {limit:?}");
                 return;
             }
         };
