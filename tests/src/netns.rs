@@ -322,6 +322,11 @@ impl NetnsWorker {
         format!("{}@{}", self.fingerprint, self.addr)
     }
 
+    /// The worker's key file.
+    pub fn key_file(&self) -> &std::path::Path {
+        &self.key_file
+    }
+
     /// The fingerprint of the worker's key.
     pub fn fingerprint(&self) -> offload_secure::Fingerprint {
         self.fingerprint

@@ -136,13 +136,11 @@ pub fn run_twice_during(spec: &Twice<'_>, during: impl FnOnce(&Path, &mut Runnin
     std::fs::rename(&root, &plain_tree).expect("moving the plain tree aside");
 
     (spec.materialize)(&root);
-    // Builds use the workers they are given, not what else the LAN (other tests) offers.
-    let mut prefix: Vec<OsString> = vec![
-        offload_bin().into(),
-        "build".into(),
-        "-v".into(),
-        "--no-discover".into(),
-    ];
+    let mut prefix: Vec<OsString> = vec![offload_bin().into(), "build".into(), "-v".into()];
+    // Builds given workers use those, not what else the LAN (other tests) offers.
+    if spec.offload_args.iter().any(|a| a == "--worker") {
+        prefix.push("--no-discover".into());
+    }
     prefix.extend(spec.offload_args.iter().map(OsString::from));
     prefix.push("--".into());
     let mut offload_cmd = cmd(&root).prefixed(&prefix);

@@ -24,6 +24,7 @@ mod hostile_container;
 mod hostile_job;
 mod hostile_toolchain;
 mod hostile_tree;
+mod pairing;
 mod probe;
 mod rescan;
 mod ship;

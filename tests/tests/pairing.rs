@@ -1,0 +1,285 @@
+//! Pairing and discovery, end to end: a host the worker does not know runs nothing there
+//! until the code both sides show is allowed on the worker, and nothing again once the
+//! worker revokes it; an unpaired peer gets one refusal and nothing else; a paired worker
+//! is found on the LAN (real mDNS across the namespaces' link) without being named.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use offload_e2e::cmd::{Cmd, Output, Status};
+use offload_e2e::paths::{offload_bin, worker_bin};
+use offload_e2e::peer::{self, Peer};
+use offload_e2e::{NetnsWorker, Twice, projects, run_twice};
+use offload_secure::{Identity, PeerRole, Pin, PinStore};
+use offload_shared::protocol::{Hello, Message, PROTOCOL_NAME, PROTOCOL_VERSION};
+
+/// `offload ARGS` as the host whose config directory is `config`, in `cwd`.
+fn offload(config: &Path, cwd: &Path, args: &[&str]) -> Cmd {
+    let mut argv = vec![offload_bin().to_string_lossy().into_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    Cmd::new(argv, cwd).env("OFFLOAD_CONFIG_DIR", &config.to_string_lossy())
+}
+
+/// `offload worker ARGS` against `worker`'s control socket, run in its mount namespace
+/// (its state directory is in its private `/tmp`).
+fn control(worker: &NetnsWorker, args: &[&str]) -> Output {
+    let pid = worker.pid().expect("the worker runs").to_string();
+    let mut argv: Vec<String> = ["nsenter", "-t", &pid, "-m", "--"]
+        .map(String::from)
+        .to_vec();
+    argv.push(worker_bin().to_string_lossy().into_owned());
+    argv.push("worker".into());
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend(["--state-dir".into(), "/tmp/offload-worker-state".into()]);
+    Cmd::new(argv, Path::new("/")).run()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A directory with `a.c`, and the object a local `gcc -O2 -c a.c` makes of it.
+fn source(name: &str) -> (PathBuf, Vec<u8>) {
+    let dir = offload_e2e::twice::fresh_dir(name);
+    std::fs::write(dir.join("a.c"), "int twice(int x) { return 2 * x; }\n").expect("write");
+    let out = Cmd::new(["gcc", "-O2", "-c", "a.c", "-o", "local.o"], &dir).run();
+    out.assert_success("the local compile");
+    let want = std::fs::read(dir.join("local.o")).expect("local object");
+    (dir, want)
+}
+
+/// Builds `a.c` through `worker` named by address only (so only a pin makes it usable);
+/// how many compiles ran remotely, offload's stderr, and whether the object is the local
+/// one.
+fn build(config: &Path, dir: &Path, worker: &NetnsWorker, want: &[u8]) -> (u64, String) {
+    let _ = std::fs::remove_file(dir.join("a.o"));
+    let addr = worker.addr().to_string();
+    let out = offload(
+        config,
+        dir,
+        &[
+            "build",
+            "-v",
+            "--no-discover",
+            "--worker",
+            &addr,
+            "--",
+            "gcc",
+            "-O2",
+            "-c",
+            "a.c",
+            "-o",
+            "a.o",
+        ],
+    )
+    .run();
+    out.assert_success("the build");
+    let got = std::fs::read(dir.join("a.o")).expect("object");
+    assert_eq!(got, want, "the object differs from the local compile");
+    let stderr = text(&out.stderr);
+    let remote = stderr
+        .lines()
+        .find_map(|l| {
+            l.split("compiler calls: ")
+                .nth(1)?
+                .split(" remote")
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"));
+    (remote, stderr)
+}
+
+/// The code of the one pairing request waiting on `worker`, once it shows.
+fn waiting_code(worker: &NetnsWorker) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = control(worker, &["pairings"]);
+        let listed = text(&out.stdout);
+        if let Some(code) = listed
+            .lines()
+            .find_map(|l| l.strip_prefix("request  code ")?.split_whitespace().next())
+        {
+            return code.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pairing request showed on the worker: {listed}{}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The whole life of a pairing: refused before, the same code on both sides, allowed,
+/// used, revoked, refused again; and a denied request pins nothing.
+#[test]
+fn a_host_runs_jobs_only_while_paired() {
+    let worker = NetnsWorker::start(1);
+    let config = offload_e2e::twice::fresh_dir("pairing-host");
+    let (dir, want) = source("pairing-src");
+    let addr = worker.addr().to_string();
+
+    let (remote, stderr) = build(&config, &dir, &worker, &want);
+    assert_eq!(
+        remote, 0,
+        "an unpaired host's compile ran remotely:\n{stderr}"
+    );
+    assert!(stderr.contains("not paired"), "no reason given:\n{stderr}");
+
+    let pairing = offload(&config, &dir, &["pair", "--yes", &addr]).spawn();
+    let code = waiting_code(&worker);
+    let allowed = control(&worker, &["allow", &code]);
+    allowed.assert_success("allowing the code");
+    let paired = pairing.wait();
+    let said = text(&paired.stdout);
+    assert_eq!(
+        paired.status,
+        Status::Code(0),
+        "{said}{}",
+        text(&paired.stderr)
+    );
+    assert!(
+        said.contains(&format!("Pairing code: {code}")),
+        "the host showed another code than the worker ({code}):\n{said}"
+    );
+    assert!(said.contains("paired with"), "{said}");
+
+    let (remote, stderr) = build(&config, &dir, &worker, &want);
+    assert_eq!(
+        remote, 1,
+        "the paired host's compile did not run remotely:\n{stderr}"
+    );
+
+    let listed = text(&control(&worker, &["pairings"]).stdout);
+    let host = listed
+        .lines()
+        .filter(|l| l.starts_with("paired "))
+        .find_map(|l| {
+            let fp = l.rsplit('(').next()?.trim_end_matches(')');
+            (fp != offload_e2e::keys::host_fingerprint().to_string()).then(|| fp.to_owned())
+        })
+        .unwrap_or_else(|| panic!("the new host is not listed as paired:\n{listed}"));
+    control(&worker, &["revoke", &host]).assert_success("revoking the host");
+    let (remote, stderr) = build(&config, &dir, &worker, &want);
+    assert_eq!(
+        remote, 0,
+        "a revoked host's compile ran remotely:\n{stderr}"
+    );
+
+    // Another host asks; the worker's owner denies: it pins nothing.
+    let other = offload_e2e::twice::fresh_dir("pairing-denied-host");
+    let pairing = offload(&other, &dir, &["pair", "--yes", &addr]).spawn();
+    let code = waiting_code(&worker);
+    control(&worker, &["deny", &code]).assert_success("denying the code");
+    let denied = pairing.wait();
+    assert_ne!(denied.status, Status::Code(0), "a denied pairing succeeded");
+    assert!(
+        text(&denied.stderr).contains("refused"),
+        "{}",
+        text(&denied.stderr)
+    );
+    let pins = PinStore::open(&other, PeerRole::Workers).expect("pins");
+    assert!(
+        pins.list().is_empty(),
+        "a denied pairing pinned {:?}",
+        pins.list()
+    );
+    // A wrong code is refused by the worker, with a reason.
+    let wrong = control(&worker, &["allow", "000000"]);
+    assert_ne!(wrong.status, Status::Code(0));
+    assert!(
+        text(&wrong.stderr).contains("no pairing request"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}
+
+/// A peer that completes the handshake with a key the worker does not know gets one
+/// refusal, whatever it sends first, and nothing else: no welcome, no worker path, no
+/// job; the worker still serves its paired host afterwards.
+#[test]
+fn an_unpaired_peer_gets_one_refusal_and_nothing_else() {
+    let worker = NetnsWorker::start(1);
+    let stranger: &'static Identity =
+        Box::leak(Box::new(Identity::generate().expect("a random key")));
+    let hello = Message::Hello(Hello {
+        protocol: PROTOCOL_NAME.into(),
+        version: PROTOCOL_VERSION,
+        client: "stranger".into(),
+    });
+    let (cc, _) = peer::hostile_toolchain("stranger", "busybox touch /stranger-ran");
+    let dir = offload_e2e::twice::fresh_dir("stranger");
+    let d = dir.to_string_lossy().into_owned();
+    let spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
+    for first in [hello, Message::Job(Box::new(spec.job.clone()))] {
+        let stream = peer::secure(worker.addr(), stranger).expect("the handshake itself succeeds");
+        let mut p = Peer {
+            stream,
+            welcome: offload_shared::protocol::Welcome {
+                version: 0,
+                worker: String::new(),
+                slots: 0,
+                arch: String::new(),
+            },
+        };
+        p.send(&first, &[]).expect("send");
+        let answer = p.recv();
+        let Ok(Some((Message::Error(e), _))) = &answer else {
+            panic!("expected one refusal, got {answer:?}");
+        };
+        assert!(e.message.contains("not paired"), "{}", e.message);
+        assert!(
+            !e.message.contains("/tmp/"),
+            "the refusal names a worker path: {}",
+            e.message
+        );
+        let after = p.recv();
+        assert!(
+            matches!(after, Ok(None) | Err(_)),
+            "the worker sent more after the refusal: {after:?}"
+        );
+    }
+    peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
+}
+
+/// A paired worker is found on the LAN by `offload build` with no worker named: its mDNS
+/// record crosses the namespaces' link, the host checks its id is the key it pinned, and
+/// the build's compiles run there, identical to a local build.
+#[test]
+fn a_paired_worker_is_found_on_the_lan() {
+    let worker = NetnsWorker::start(2);
+    // The tests' host key (which the worker trusts), with pins of its own.
+    let config = offload_e2e::twice::fresh_dir("lan-host");
+    std::fs::copy(
+        offload_e2e::keys::host_dir().join("host.key"),
+        config.join("host.key"),
+    )
+    .expect("copying the host key");
+    let key = Identity::from_file(worker.key_file()).expect("the worker's key");
+    PinStore::open(&config, PeerRole::Workers)
+        .expect("pins")
+        .add(Pin::new(*key.public(), "netns"))
+        .expect("pin");
+    let project = projects::lua("-O2", false);
+    let both = run_twice(&Twice {
+        name: "found_on_the_lan",
+        materialize: &|root| project.materialize(root),
+        cwd: ".",
+        argv: project.make_argv(4, "gcc"),
+        env: vec![(
+            "OFFLOAD_CONFIG_DIR".into(),
+            config.to_string_lossy().into_owned(),
+        )],
+        stdin: None,
+        offload_args: vec!["-j".into(), "1".into()],
+    });
+    both.assert_plain_succeeded();
+    assert!(
+        both.summary.remote >= 1,
+        "no compile ran on the worker found on the LAN\n{}",
+        both.context()
+    );
+}
