@@ -52,7 +52,7 @@ enum Command {
     },
     /// Accept compile jobs from paired hosts (`offload worker`), or manage its pairings
     /// (`offload worker pairings|allow|deny|revoke`).
-    Worker(workercli::WorkerArgs),
+    Worker(Box<workercli::WorkerArgs>),
     /// Show this host's compilers, the workers, how each would run each compiler, and
     /// whether its toolchain probe passed (results are kept across builds).
     Status {
@@ -174,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 command,
             }))
         }
-        Command::Worker(args) => rt.block_on(workercli::run(args)),
+        Command::Worker(args) => rt.block_on(workercli::run(*args)),
         Command::Status { workers } => rt.block_on(async move {
             let cache = offload_host::coordinator::probecache::ProbeCache::open_default();
             let auth = host_auth()?;
