@@ -199,7 +199,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
 
 async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
     let req = match action {
-        Action::Pairings => ControlRequest::Pairings,
+        Action::Pairings => ControlRequest::Pairings {},
         Action::Allow { code } => ControlRequest::Allow { code },
         Action::Deny { code } => ControlRequest::Deny { code },
         Action::Revoke { host } => ControlRequest::Revoke { host },

@@ -33,8 +33,9 @@ const MAX_LINE: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
-    /// The waiting requests and the paired hosts.
-    Pairings,
+    /// The waiting requests and the paired hosts. (A struct variant, so that unknown
+    /// fields are refused as for the others.)
+    Pairings {},
     /// Allow the request showing this code.
     Allow {
         /// Its code.
@@ -200,7 +201,7 @@ pub fn handle(pairings: &Pairings, req: ControlRequest) -> ControlReply {
         message: e.to_string(),
     };
     match req {
-        ControlRequest::Pairings => {
+        ControlRequest::Pairings {} => {
             let (pending, paired) = pairings.list();
             ControlReply::Pairings { pending, paired }
         }
@@ -237,4 +238,79 @@ pub async fn call(path: &Path, req: &ControlRequest) -> Result<ControlReply, Con
         path: path.to_owned(),
         why: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_secure::{PeerRole, PinStore};
+
+    #[test]
+    fn requests_parse_or_are_refused() {
+        let cases: &[(&str, Option<ControlRequest>)] = &[
+            (r#"{"op":"pairings"}"#, Some(ControlRequest::Pairings {})),
+            (
+                r#"{"op":"allow","code":"042917"}"#,
+                Some(ControlRequest::Allow {
+                    code: "042917".into(),
+                }),
+            ),
+            (
+                r#"{"op":"deny","code":"1"}"#,
+                Some(ControlRequest::Deny { code: "1".into() }),
+            ),
+            (
+                r#"{"op":"revoke","host":"laptop"}"#,
+                Some(ControlRequest::Revoke {
+                    host: "laptop".into(),
+                }),
+            ),
+            (r#"{"op":"allow"}"#, None),
+            (r#"{"op":"format_disk"}"#, None),
+            (r#"{"op":"pairings","extra":1}"#, None),
+            ("not json", None),
+        ];
+        for (line, want) in cases {
+            let got = serde_json::from_str::<ControlRequest>(line).ok();
+            assert_eq!(&got, want, "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_answers_its_owner() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let pins = PinStore::open(d.path(), PeerRole::Hosts).expect("pins");
+        let pairings = Arc::new(Pairings::new(pins, Vec::new()));
+        let server = listen(&d.path().join("state"), pairings).expect("listen");
+        let mode = std::fs::metadata(server.path())
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the socket is not private");
+        let reply = call(server.path(), &ControlRequest::Pairings {})
+            .await
+            .expect("answer");
+        assert_eq!(
+            reply,
+            ControlReply::Pairings {
+                pending: vec![],
+                paired: vec![]
+            }
+        );
+        let reply = call(
+            server.path(),
+            &ControlRequest::Allow {
+                code: "123456".into(),
+            },
+        )
+        .await
+        .expect("answer");
+        assert!(
+            matches!(&reply, ControlReply::Error { message } if message.contains("123456")),
+            "{reply:?}"
+        );
+        let path = server.path().to_owned();
+        drop(server);
+        assert!(!path.exists(), "the socket outlived its server");
+    }
 }

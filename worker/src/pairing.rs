@@ -307,3 +307,102 @@ fn view_of(p: &Pending) -> PendingView {
         waiting_secs: p.since.elapsed().as_secs(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offload_secure::{Identity, PeerRole};
+
+    fn key() -> PublicKey {
+        *Identity::generate().expect("random").public()
+    }
+
+    fn code(s: &str) -> PairingCode {
+        s.parse().expect("a code")
+    }
+
+    fn pairings(dir: &std::path::Path, trusted: Vec<Fingerprint>) -> Pairings {
+        Pairings::new(PinStore::open(dir, PeerRole::Hosts).expect("pins"), trusted)
+    }
+
+    #[tokio::test]
+    async fn allowing_a_code_pins_its_host_and_answers_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = pairings(d.path(), vec![]);
+        let host = key();
+        assert!(!p.is_paired(&host));
+        let mut req = p
+            .request(host, code("042917"), "laptop", "10.0.0.2:5000")
+            .expect("request");
+        let (pending, _) = p.list();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].code, "042917");
+        assert_eq!(pending[0].host, host.fingerprint().to_string());
+        p.decide(" 042917 ", Decision::Allowed).expect("allowed");
+        assert_eq!(req.decision().await, Decision::Allowed);
+        assert!(p.is_paired(&host));
+        drop(req);
+        assert!(p.list().0.is_empty(), "an answered request stays listed");
+        // Pinned on disk: another process (a restarted worker) sees it.
+        assert!(pairings(d.path(), vec![]).is_paired(&host));
+        let revoked = p.revoke("laptop").expect("revoke by name");
+        assert_eq!(revoked.host, host.fingerprint().to_string());
+        assert!(!p.is_paired(&host));
+    }
+
+    #[tokio::test]
+    async fn denied_withdrawn_unknown_and_ambiguous_codes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = pairings(d.path(), vec![]);
+        let host = key();
+        let mut req = p.request(host, code("111111"), "a", "x").expect("request");
+        p.decide("111111", Decision::Denied).expect("denied");
+        assert_eq!(req.decision().await, Decision::Denied);
+        assert!(!p.is_paired(&host));
+        drop(req);
+        // The host left: its request is gone.
+        let req = p.request(key(), code("222222"), "b", "x").expect("request");
+        drop(req);
+        assert!(matches!(
+            p.decide("222222", Decision::Allowed),
+            Err(PairingError::NoSuchCode(_))
+        ));
+        // Two requests show one code: neither can be allowed by it.
+        let (a, b) = (key(), key());
+        let _r1 = p.request(a, code("333333"), "c", "x").expect("request");
+        let _r2 = p.request(b, code("333333"), "d", "x").expect("request");
+        assert!(matches!(
+            p.decide("333333", Decision::Allowed),
+            Err(PairingError::Ambiguous(2, _))
+        ));
+        assert!(!p.is_paired(&a) && !p.is_paired(&b));
+    }
+
+    #[test]
+    fn requests_are_capped_and_trusted_hosts_are_not_revocable() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let trusted = key();
+        let p = pairings(d.path(), vec![trusted.fingerprint()]);
+        assert!(p.is_paired(&trusted));
+        let held: Vec<Request<'_>> = (0..MAX_PENDING)
+            .map(|i| {
+                p.request(key(), code(&format!("{i:06}")), "flood", "x")
+                    .expect("under the cap")
+            })
+            .collect();
+        assert!(matches!(
+            p.request(key(), code("999999"), "one more", "x"),
+            Err(PairingError::Busy)
+        ));
+        drop(held);
+        assert!(p.request(key(), code("999999"), "now", "x").is_ok());
+        assert!(matches!(
+            p.revoke(&trusted.fingerprint().to_string()),
+            Err(PairingError::Trusted(_))
+        ));
+        assert!(matches!(
+            p.revoke("nobody"),
+            Err(PairingError::NoSuchHost(_))
+        ));
+    }
+}
