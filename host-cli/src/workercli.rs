@@ -147,8 +147,9 @@ fn advertise(
     name: &str,
     slots: u32,
     port: u16,
+    compilers: Vec<String>,
 ) -> Option<offload_discovery::Advertiser> {
-    use offload_discovery::{AdvertiseOptions, Advertiser, WorkerAd, WorkerId};
+    use offload_discovery::{AdvertiseOptions, Advertiser, Compiler, WorkerAd, WorkerId};
     let id = match WorkerId::new(fingerprint.to_string()) {
         Ok(id) => id,
         Err(e) => {
@@ -157,13 +158,19 @@ fn advertise(
         }
     };
     let slots = u16::try_from(slots).unwrap_or(u16::MAX);
-    let ad = WorkerAd::new(
+    let mut ad = WorkerAd::new(
         offload_shared::protocol::PROTOCOL_VERSION,
         id,
         name,
         slots,
         port,
     );
+    // Names the TXT record cannot carry are left out (the list is a hint; hosts ask the
+    // worker itself how it runs each compiler).
+    ad.compilers = compilers
+        .into_iter()
+        .filter_map(|c| Compiler::new(c).ok())
+        .collect();
     match Advertiser::start(ad, AdvertiseOptions::default()) {
         Ok(a) => {
             tracing::info!("announced on the LAN as {}", a.instance());
@@ -297,7 +304,7 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
     let advertiser = if a.no_advertise {
         None
     } else {
-        advertise(&fingerprint, &name, slots, addr.port())
+        advertise(&fingerprint, &name, slots, addr.port(), worker.compilers())
     };
     worker.serve(listener, shutdown).await;
     // The goodbye: hosts drop the worker at once.

@@ -211,6 +211,11 @@ impl Worker {
         self.identity.fingerprint()
     }
 
+    /// The compilers it found itself, for its announcement.
+    pub fn compilers(&self) -> Vec<String> {
+        self.toolchains.offered()
+    }
+
     /// The pairings (for the control API).
     pub fn pairings(&self) -> &Arc<Pairings> {
         &self.pairings

@@ -177,6 +177,20 @@ impl Toolchains {
         }
     }
 
+    /// The names of the compilers the worker found itself (`gcc-12`, `clang-14`,
+    /// `x86_64-linux-gnu-gcc-12`…), sorted, for its announcement.
+    pub fn offered(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inventory
+            .all()
+            .iter()
+            .filter_map(|c| c.path.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The toolchain for the host's `compiler`: the worker's own driver when it is the
     /// host's (a shipped bundle never shadows it), else one that this connection shipped
     /// (`mine`), else another build of the same compiler. Blocking: call from a blocking
