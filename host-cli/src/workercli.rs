@@ -183,6 +183,34 @@ fn advertise(
     }
 }
 
+/// Keeps the announcement's free slots current (checked every 500 ms, announced only when
+/// they change) until `stop`; then says goodbye.
+async fn follow_state(
+    mut adv: offload_discovery::Advertiser,
+    worker: Arc<offload_worker::Worker>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => break,
+        }
+        let mut ad = adv.ad().clone();
+        ad.free_slots = u16::try_from(worker.free_slots())
+            .unwrap_or(u16::MAX)
+            .min(ad.slots);
+        if let Err(e) = adv.update(ad) {
+            tracing::debug!("cannot update the announcement: {e}");
+        }
+    }
+    match tokio::task::spawn_blocking(move || adv.stop()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("goodbye: {e}"),
+        Err(e) => tracing::debug!("goodbye: {e}"),
+    }
+}
+
 /// The state directory: given, or the default for this user.
 fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(d) = given {
@@ -306,8 +334,13 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
     } else {
         advertise(&fingerprint, &name, slots, addr.port(), worker.compilers())
     };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let announcing = advertiser.map(|adv| tokio::spawn(follow_state(adv, worker.clone(), stopped)));
     worker.serve(listener, shutdown).await;
     // The goodbye: hosts drop the worker at once.
-    drop(advertiser);
+    let _ = stop.send(());
+    if let Some(task) = announcing {
+        let _ = task.await;
+    }
     Ok(0)
 }

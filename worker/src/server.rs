@@ -211,6 +211,11 @@ impl Worker {
         self.identity.fingerprint()
     }
 
+    /// Slots not running a job now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
     /// The compilers it found itself, for its announcement.
     pub fn compilers(&self) -> Vec<String> {
         self.toolchains.offered()
