@@ -126,7 +126,8 @@ fn receive(s: &mut TcpStream) -> Option<Value> {
 }
 
 fn greet(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    let mut s =
+        offload_e2e::peer::secure(addr, offload_e2e::keys::host_identity()).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let hello = json!({"type": "hello", "body": {"protocol": "offload", "version": PROTOCOL_VERSION, "client": "e2e"}});

@@ -325,9 +325,8 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         };
         match hello {
             Message::PairRequest(req) => return self.pair(req).await,
-            Message::Hello(_) if !self.paired() => {
-                return self.refuse(self.not_paired()).await;
-            }
+            // An unpaired host gets this refusal, whatever it sent, and nothing else.
+            _ if !self.paired() => return self.refuse(self.not_paired()).await,
             Message::Hello(h) if h.protocol == PROTOCOL_NAME && h.version == PROTOCOL_VERSION => {
                 tracing::debug!(client = h.client, peer = %self.peer.peer(), "hello");
             }
