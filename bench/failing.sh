@@ -37,7 +37,7 @@ done
 
 start_worker
 # Warm-up (not timed): the worker's toolchain, the probe, its store.
-(cd "$B/lua" && make -s clean && "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc >/dev/null 2>&1)
+(cd "$B/lua" && make -s clean && "$O" build --no-discover --worker "$W" -j1 -- make -s -j16 CC=gcc >/dev/null 2>&1)
 declare -A t
 for run in $(seq "$RUNS"); do
   for tree in lua lua-broken; do
@@ -47,7 +47,7 @@ for run in $(seq "$RUNS"); do
     t[local-$tree]+="$(secs_any taskset -c 0 make -s $k -j1 CC=gcc) "
     ls=$(cat "$B/last.status")
     make -s clean
-    t[offload-$tree]+="$(secs_any taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s $k -j16 CC=gcc) "
+    t[offload-$tree]+="$(secs_any taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- make -s $k -j16 CC=gcc) "
     os=$(cat "$B/last.status")
     summary=$(grep '^offload:' "$B/last.err" | tail -1)
     [ "$ls" = "$os" ] || { echo "$tree: exit status $ls locally, $os through offload" >&2; exit 1; }

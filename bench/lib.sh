@@ -12,14 +12,29 @@ bench_setup() {
   O=/var/tmp/offload-bench-bin/offload
   PORT=${PORT:-17420}
   WPID=
+  # The benchmark's own host identity; its worker trusts it and it names the worker by
+  # the fingerprint the worker reports (a real handshake, no interactive pairing).
+  export OFFLOAD_CONFIG_DIR="$B/host-config"
+  HOSTFP=$("$O" id)
+  W=
 }
+# Starts the worker (after the shell commands $1, if any, in its mount namespace) and sets
+# W to the --worker argument naming it.
 start_worker() {
+  local setup=${1:+$1 && } port_file=/var/tmp/offload-bench-bin/port.$PORT
+  rm -f "$port_file"
   unshare -m --propagation private sh -c \
-    "mount -t tmpfs tmpfs /tmp && exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w" \
+    "mount -t tmpfs tmpfs /tmp && ${setup}exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w --state-dir /tmp/w-state --trust-host $HOSTFP --no-advertise --port-file $port_file" \
     2>"$B/worker.log" &
   WPID=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
-  echo "worker did not start" >&2; exit 1
+  for _ in $(seq 200); do
+    if [ -s "$port_file" ] && [ "$(wc -l <"$port_file")" -ge 2 ]; then
+      W="$(sed -n 2p "$port_file")@127.0.0.1:$PORT"
+      return
+    fi
+    sleep 0.05
+  done
+  echo "worker did not start" >&2; cat "$B/worker.log" >&2; exit 1
 }
 stop_worker() { kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=; }
 # Seconds the command took; it must succeed (its stderr is kept in $B/last.err).

@@ -36,10 +36,10 @@ for p in lua zstd; do
   done
   # cold: a fresh worker (empty store, toolchain not yet prepared); warm: the same worker again
   make -s clean; start_worker
-  cold=$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc)
+  cold=$(secs taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- make -s -j16 CC=gcc)
   for _ in $(seq "$RUNS"); do
     make -s clean
-    warm+=("$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc)")
+    warm+=("$(secs taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- make -s -j16 CC=gcc)")
     summary=$(grep '^offload:' "$B/last.err" | tail -1)
   done
   stop_worker
@@ -56,9 +56,9 @@ start_worker
 # Warm-up (not timed): the worker prepares its toolchain template on its first job, and a
 # scan is only kept for files that did not change in the second before it.
 sleep 1.1
-secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- gcc -c trivial.c -o trivial.o >/dev/null
+secs taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- gcc -c trivial.c -o trivial.o >/dev/null
 tl=$(secs taskset -c 0 sh -c "$loop")
-to=$(secs taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- sh -c "$loop")
+to=$(secs taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- sh -c "$loop")
 grep '^offload:' "$B/last.err" | tail -1 >&2
 stop_worker
 printf '\nTrivial translation unit, %d sequential compiles: local %.1f ms/job, through offload %.1f ms/job, overhead %.1f ms/job\n' \

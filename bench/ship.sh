@@ -16,15 +16,10 @@
 set -euo pipefail
 RUNS=${1:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench/ship.sh: run as root (the worker chroots each job)" >&2; exit 2; }
-command -v make >/dev/null || { apt-get update -qq && apt-get install -y -qq make >/dev/null; }
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
-cargo build --release -q -p offload --manifest-path "$ROOT/Cargo.toml"
-mkdir -p /var/tmp/offload-bench-bin
-cp "$ROOT/target/release/offload" /var/tmp/offload-bench-bin/offload
-O=/var/tmp/offload-bench-bin/offload
 B=$(mktemp -d /tmp/offload-bench-ship.XXXXXX)
-WPID=
+PORT=17421
+. "$ROOT/bench/lib.sh"
+bench_setup
 cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
 trap cleanup EXIT
 
@@ -37,22 +32,14 @@ DRIVER=$(readlink -f "$(command -v gcc)")
 LIBDIR=$(dirname "$(dirname "$(gcc -print-prog-name=cc1)")")
 HIDE="mount -t tmpfs tmpfs $LIBDIR && mount --bind /bin/false $DRIVER"
 
-PORT=17421
-start_worker() { # $1: extra setup ("" or $HIDE)
-  local setup=${1:+$1 && }
-  OFFLOAD_LOG=info unshare -m --propagation private sh -c \
-    "mount -t tmpfs tmpfs /tmp && ${setup}exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w" \
-    2>"$B/worker.log" &
-  WPID=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
-  echo "worker did not start" >&2; cat "$B/worker.log" >&2; exit 1
+start_worker_logged() { # $1: extra setup ("" or $HIDE)
+  OFFLOAD_LOG=info start_worker "$1"
 }
-stop_worker() { kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=; }
 build() { # prints seconds; the host's log goes to $B/last.err
   local t0 t1
   make -s clean
   t0=$(date +%s.%N)
-  OFFLOAD_LOG=offload_host=info taskset -c 0 "$O" build --worker 127.0.0.1:$PORT -j1 -- make -s -j16 CC=gcc \
+  OFFLOAD_LOG=offload_host=info taskset -c 0 "$O" build --no-discover --worker "$W" -j1 -- make -s -j16 CC=gcc \
     >/dev/null 2>"$B/last.err" || { cat "$B/last.err" >&2; exit 1; }
   t1=$(date +%s.%N)
   grep -q ' 0 fell back' "$B/last.err" || { grep '^offload:' "$B/last.err" >&2; }
@@ -61,18 +48,17 @@ build() { # prints seconds; the host's log goes to $B/last.err
 field() { # $1: message, $2: field, $3: file → the field's value on the last matching log line
   grep " INFO .*$1" "$3" | tail -1 | grep -oE "$2=[^ ]+" | head -1 | cut -d= -f2 | tr -d '"'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 export XDG_CACHE_HOME="$B/cache"
 cd "$B/lua"
 native=(); cold=(); cached=(); kept=(); bbuild=(); bsize=(); ship=(); recv=(); unpack=(); bread=()
 for _ in $(seq "$RUNS"); do
-  start_worker ""
+  start_worker_logged ""
   native+=("$(build)")
   stop_worker
 
   rm -rf "$XDG_CACHE_HOME"
-  start_worker "$HIDE"
+  start_worker_logged "$HIDE"
   cold+=("$(build)")
   grep -q '1 toolchain shipped' "$B/last.err" || { echo "nothing was shipped:" >&2; cat "$B/last.err" >&2; exit 1; }
   bbuild+=("$(field 'toolchain bundle built' ms "$B/last.err")")
@@ -84,7 +70,7 @@ for _ in $(seq "$RUNS"); do
   if grep -q ' INFO .*toolchain shipped' "$B/last.err"; then echo "shipped again to the same worker" >&2; exit 1; fi
   stop_worker
 
-  start_worker "$HIDE"
+  start_worker_logged "$HIDE"
   cached+=("$(build)")
   bread+=("$(field 'toolchain bundle read from the cache' ms "$B/last.err")")
   stop_worker

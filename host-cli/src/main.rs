@@ -70,6 +70,8 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print this host's key fingerprint (for a worker's `--trust-host`).
+    Id,
     /// Forget a paired worker (by fingerprint or name): it gets no more jobs from here.
     Unpair {
         /// The worker's fingerprint or name.
@@ -185,6 +187,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }),
         Command::Pair { worker, yes } => rt.block_on(pairing::pair(&worker, yes, host_auth()?)),
+        Command::Id => {
+            println!("{}", host_auth()?.identity().fingerprint());
+            Ok(0)
+        }
         Command::Unpair { worker } => {
             let auth = host_auth()?;
             match auth.unpin(&worker)? {
