@@ -45,7 +45,7 @@ fn usable(w: &offload_discovery::Worker, auth: &HostAuth) -> Option<WorkerSpec> 
     let fp: Fingerprint = w.ad.id.as_str().parse().ok()?;
     let paired = auth.paired().iter().any(|p| p.fingerprint() == fp);
     if !paired {
-        tracing::info!(
+        tracing::debug!(
             worker = w.ad.id.as_str(),
             name = w.ad.name,
             "found an unpaired worker: `offload pair` it to use it"
