@@ -154,3 +154,48 @@ impl HostAuth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> PublicKey {
+        *Identity::generate().expect("random").public()
+    }
+
+    #[test]
+    fn only_a_pinned_or_named_key_is_accepted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let auth = HostAuth::load(d.path()).expect("auth");
+        let (pinned, named, stranger) = (key(), key(), key());
+        auth.pin(pinned, "mac", "10.0.0.7:7420").expect("pin");
+        assert_eq!(auth.check(&pinned, None), Ok(()));
+        assert_eq!(
+            auth.check(&stranger, None),
+            Err(Untrusted::NotPaired(stranger.fingerprint()))
+        );
+        assert_eq!(auth.check(&named, Some(&named.fingerprint())), Ok(()));
+        // An announcement (or an address) naming one key, answered by another: refused,
+        // even when the other is pinned.
+        assert_eq!(
+            auth.check(&pinned, Some(&named.fingerprint())),
+            Err(Untrusted::WrongKey {
+                proved: pinned.fingerprint(),
+                expected: named.fingerprint(),
+            })
+        );
+        // Another process sees the pin; unpinning by name forgets it.
+        let again = HostAuth::load(d.path()).expect("auth");
+        assert_eq!(again.check(&pinned, None), Ok(()));
+        assert!(again.unpin("mac").expect("unpin").is_some());
+        assert!(auth.check(&pinned, None).is_err());
+        // The host's own key is made once and kept.
+        assert_eq!(
+            HostAuth::load(d.path())
+                .expect("auth")
+                .identity()
+                .fingerprint(),
+            auth.identity().fingerprint()
+        );
+    }
+}
