@@ -173,7 +173,22 @@ impl NetnsWorker {
         NetnsWorker::start_with(slots, "", args)
     }
 
+    /// [`NetnsWorker::start`] with the key in `key_file` (made beforehand, e.g. to pin it
+    /// before the worker announces itself); the file is removed with the worker.
+    pub fn start_with_key(slots: u32, key_file: &std::path::Path) -> NetnsWorker {
+        NetnsWorker::start_keyed(slots, "", &[], Some(key_file))
+    }
+
     fn start_with(slots: u32, setup: &str, args: &[&str]) -> NetnsWorker {
+        NetnsWorker::start_keyed(slots, setup, args, None)
+    }
+
+    fn start_keyed(
+        slots: u32,
+        setup: &str,
+        args: &[&str],
+        key: Option<&std::path::Path>,
+    ) -> NetnsWorker {
         require_root();
         std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -183,8 +198,18 @@ impl NetnsWorker {
         let ns_veth = format!("on{pid}n{seq}");
         let log = PathBuf::from(TEST_ROOT).join(format!("worker-{ns}.log"));
         // Outside /tmp, which the worker's mount namespace replaces.
-        let key_file = PathBuf::from(crate::keys::WORKER_KEYS).join(format!("worker-{ns}.key"));
-        let fingerprint = crate::keys::new_key_file(&key_file);
+        let (key_file, fingerprint) = match key {
+            Some(k) => {
+                let id = offload_secure::Identity::from_file(k)
+                    .unwrap_or_else(|e| panic!("the key {}: {e}", k.display()));
+                (k.to_owned(), id.fingerprint())
+            }
+            None => {
+                let k = PathBuf::from(crate::keys::WORKER_KEYS).join(format!("worker-{ns}.key"));
+                let fp = crate::keys::new_key_file(&k);
+                (k, fp)
+            }
+        };
 
         let octet = {
             let _in_process = SETUP.lock().unwrap_or_else(|p| p.into_inner());

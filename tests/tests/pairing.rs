@@ -245,24 +245,115 @@ fn an_unpaired_peer_gets_one_refusal_and_nothing_else() {
     peer::legit_compile(worker.addr()).unwrap_or_else(|e| panic!("{e}\n{}", worker.log_text()));
 }
 
+/// The tests' host key (which the workers trust) in a config directory of its own, with
+/// `workers` pinned.
+fn lan_host(name: &str, workers: &[&Path]) -> PathBuf {
+    let config = offload_e2e::twice::fresh_dir(name);
+    std::fs::copy(
+        offload_e2e::keys::host_dir().join("host.key"),
+        config.join("host.key"),
+    )
+    .expect("copying the host key");
+    let mut pins = PinStore::open(&config, PeerRole::Workers).expect("pins");
+    for key_file in workers {
+        let key = Identity::from_file(key_file).expect("the worker's key");
+        pins.add(Pin::new(*key.public(), "netns")).expect("pin");
+    }
+    config
+}
+
+/// A paired worker that appears while a build runs (on the local worker the build started,
+/// as none was found) joins it: the host sees its announcement, checks its key, and sends
+/// it jobs (its store fills with the build's files); the objects are identical to a local
+/// build's.
+#[test]
+fn a_worker_that_appears_mid_build_gets_jobs() {
+    let key = PathBuf::from(offload_e2e::keys::WORKER_KEYS)
+        .join(format!("late-{}.key", std::process::id()));
+    offload_e2e::keys::new_key_file(&key);
+    // Pinned before it starts, so that its first announcement is usable.
+    let config = lan_host("late-host", &[&key]);
+    let project = projects::zstd("-O2");
+    let mut late = None;
+    let both = offload_e2e::twice::run_twice_during(
+        &Twice {
+            name: "worker_appears_mid_build",
+            materialize: &|root| project.materialize(root),
+            cwd: ".",
+            argv: project.make_argv(4, "gcc"),
+            env: vec![(
+                "OFFLOAD_CONFIG_DIR".into(),
+                config.to_string_lossy().into_owned(),
+            )],
+            stdin: None,
+            offload_args: vec!["-j".into(), "1".into()],
+        },
+        |root, run| {
+            let objects = || walk_count(&root.join("obj"));
+            while objects() < 3 {
+                if run.finished() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            late = Some(NetnsWorker::start_with_key(2, &key));
+        },
+    );
+    both.assert_plain_succeeded();
+    let late = late.unwrap_or_else(|| {
+        panic!(
+            "the build ended before three objects existed\n{}",
+            both.context()
+        )
+    });
+    let pid = late.pid().expect("the late worker runs").to_string();
+    let stored = Cmd::new(
+        [
+            "nsenter",
+            "-t",
+            &pid,
+            "-m",
+            "--",
+            "sh",
+            "-c",
+            "find /tmp/offload-worker/store -type f | wc -l",
+        ],
+        Path::new("/"),
+    )
+    .run();
+    let n: usize = text(&stored.stdout).trim().parse().unwrap_or(0);
+    assert!(
+        n > 10,
+        "the worker that appeared mid-build stored {n} files: it got no jobs\n{}\n{}",
+        both.context(),
+        late.log_text()
+    );
+}
+
+/// Object files below `dir`, at any depth.
+fn walk_count(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_count(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "o"))
+            }
+        })
+        .sum()
+}
+
 /// A paired worker is found on the LAN by `offload build` with no worker named: its mDNS
 /// record crosses the namespaces' link, the host checks its id is the key it pinned, and
 /// the build's compiles run there, identical to a local build.
 #[test]
 fn a_paired_worker_is_found_on_the_lan() {
     let worker = NetnsWorker::start(2);
-    // The tests' host key (which the worker trusts), with pins of its own.
-    let config = offload_e2e::twice::fresh_dir("lan-host");
-    std::fs::copy(
-        offload_e2e::keys::host_dir().join("host.key"),
-        config.join("host.key"),
-    )
-    .expect("copying the host key");
-    let key = Identity::from_file(worker.key_file()).expect("the worker's key");
-    PinStore::open(&config, PeerRole::Workers)
-        .expect("pins")
-        .add(Pin::new(*key.public(), "netns"))
-        .expect("pin");
+    let config = lan_host("lan-host", &[worker.key_file()]);
     let project = projects::lua("-O2", false);
     let both = run_twice(&Twice {
         name: "found_on_the_lan",
