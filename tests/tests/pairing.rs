@@ -187,6 +187,24 @@ fn a_host_runs_jobs_only_while_paired() {
         "a denied pairing pinned {:?}",
         pins.list()
     );
+    // No secret key reached a log or an answer: the worker's and both hosts'.
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let secrets = [
+        Identity::from_file(worker.key_file()).expect("worker key"),
+        Identity::from_file(&config.join("host.key")).expect("host key"),
+        Identity::from_file(&other.join("host.key")).expect("other host key"),
+    ];
+    let seen = format!(
+        "{}{}{}{}",
+        worker.log_text(),
+        said,
+        text(&denied.stdout),
+        text(&denied.stderr)
+    );
+    for id in &secrets {
+        let secret = hex(id.secret_bytes());
+        assert!(!seen.contains(&secret), "a secret key appears in a log");
+    }
     // A wrong code is refused by the worker, with a reason.
     let wrong = control(&worker, &["allow", "000000"]);
     assert_ne!(wrong.status, Status::Code(0));
