@@ -90,71 +90,127 @@ pub async fn pair(worker: &str, yes: bool, auth: Arc<HostAuth>) -> anyhow::Resul
     Ok(0)
 }
 
+/// The end of an error message, for a table cell.
+fn short(e: &str) -> String {
+    let tail = e.rsplit(": ").next().unwrap_or(e);
+    tail.chars().take(40).collect()
+}
+
+/// Whether a secure handshake with `addr` completes (the worker is there and speaks
+/// this protocol), within a second.
+async fn reachable(addr: &str, auth: &HostAuth) -> bool {
+    let dial = offload_host::coordinator::remote::dial(addr, auth.identity());
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), dial).await,
+        Ok(Ok(_))
+    )
+}
+
+/// One line of `offload workers`.
+struct Row {
+    id: String,
+    name: String,
+    addr: String,
+    arch: String,
+    slots: String,
+    paired: bool,
+    reachable: bool,
+}
+
 /// `offload workers`.
 pub async fn list(wait: Duration, auth: Arc<HostAuth>) -> anyhow::Result<i32> {
     let found = tokio::task::spawn_blocking(move || browse(wait)).await?;
     let paired = auth.paired();
-    let mut rows: Vec<(String, String, String, String, String, bool)> = Vec::new();
     let is_paired = |id: &str| paired.iter().any(|p| p.fingerprint().to_string() == id);
+    let mut rows: Vec<Row> = Vec::new();
     for w in &found {
         let addr = w.addrs.first().map(|a| a.to_string()).unwrap_or_default();
-        let slots = format!("{}/{}", w.ad.free_slots, w.ad.slots);
-        rows.push((
-            w.ad.id.as_str().to_owned(),
-            w.ad.name.clone(),
+        rows.push(Row {
+            id: w.ad.id.as_str().to_owned(),
+            name: w.ad.name.clone(),
+            reachable: reachable(&addr, &auth).await,
             addr,
-            w.ad.arch.as_str().to_owned(),
-            slots,
-            is_paired(w.ad.id.as_str()),
-        ));
+            arch: w.ad.arch.as_str().to_owned(),
+            slots: format!("{}/{}", w.ad.free_slots, w.ad.slots),
+            paired: is_paired(w.ad.id.as_str()),
+        });
     }
     let settings = config::load(&config::dir()?)?;
     let mut others: Vec<String> = settings.workers;
     others.extend(paired.iter().filter_map(|p| p.last_address.clone()));
-    others.retain(|a| !rows.iter().any(|r| &r.2 == a));
+    others.retain(|a| !rows.iter().any(|r| &r.addr == a));
     others.sort();
     others.dedup();
     for addr in others {
         let spec: WorkerSpec = match addr.parse() {
             Ok(s) => s,
             Err(e) => {
-                rows.push((String::new(), e, addr, String::new(), String::new(), false));
+                rows.push(Row {
+                    id: String::new(),
+                    name: e,
+                    addr,
+                    arch: String::new(),
+                    slots: String::new(),
+                    paired: false,
+                    reachable: false,
+                });
                 continue;
             }
         };
         let w = Worker::new(spec.addr.clone(), auth.clone(), spec.expect);
-        let (id, name, arch, slots) = match w.greet().await {
-            Ok(g) => (
-                w.key()
-                    .map(|k| k.fingerprint().to_string())
-                    .unwrap_or_default(),
-                g.name,
-                w.arch().unwrap_or_default(),
-                g.slots.to_string(),
-            ),
-            Err(e) => (
-                w.key()
-                    .map(|k| k.fingerprint().to_string())
-                    .unwrap_or_default(),
-                format!("({e})"),
-                String::new(),
-                String::new(),
-            ),
+        let greeted = w.greet().await;
+        // The key it proved, else the one pinned for its address.
+        let pinned = paired
+            .iter()
+            .find(|p| p.last_address.as_deref() == Some(spec.addr.as_str()))
+            .map(|p| p.fingerprint().to_string());
+        let id = w
+            .key()
+            .map(|k| k.fingerprint().to_string())
+            .or(pinned)
+            .unwrap_or_default();
+        let row = match greeted {
+            Ok(g) => Row {
+                paired: is_paired(&id),
+                id,
+                name: g.name,
+                addr: spec.addr,
+                arch: w.arch().unwrap_or_default(),
+                slots: g.slots.to_string(),
+                reachable: true,
+            },
+            Err(e) => Row {
+                paired: is_paired(&id),
+                reachable: w.key().is_some(),
+                id,
+                name: format!("(unreachable: {})", short(&e.to_string())),
+                addr: spec.addr,
+                arch: String::new(),
+                slots: String::new(),
+            },
         };
-        let p = is_paired(&id);
-        rows.push((id, name, spec.addr, arch, slots, p));
+        rows.push(row);
     }
     if rows.is_empty() {
         println!("no worker found on the LAN, configured or paired");
         return Ok(0);
     }
+    let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
-        "{:<27} {:<20} {:<24} {:<8} {:<6} paired",
-        "id", "name", "address", "arch", "slots"
+        "{:<27} {:<20} {:<24} {:<8} {:<6} {:<7} reachable",
+        "id", "name", "address", "arch", "slots", "paired"
     );
-    for (id, name, addr, arch, slots, paired) in rows {
-        let paired = if paired { "yes" } else { "no" };
-        println!("{id:<27} {name:<20} {addr:<24} {arch:<8} {slots:<6} {paired}");
+    for r in rows {
+        println!(
+            "{:<27} {:<20} {:<24} {:<8} {:<6} {:<7} {}",
+            r.id,
+            r.name,
+            r.addr,
+            r.arch,
+            r.slots,
+            yes(r.paired),
+            yes(r.reachable)
+        );
     }
     Ok(0)
 }
