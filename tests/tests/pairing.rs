@@ -392,3 +392,45 @@ fn a_paired_worker_is_found_on_the_lan() {
         both.context()
     );
 }
+
+/// The slots a worker announces follow its jobs, and the host sees the change: `offload
+/// workers` (real mDNS from the host's side of the link) shows the worker's one slot taken
+/// while a job runs there and free again after.
+#[test]
+fn a_worker_s_free_slots_are_seen_by_the_host() {
+    let worker = NetnsWorker::start(1);
+    let fp = worker.fingerprint().to_string();
+    let config = lan_host("slots-host", &[worker.key_file()]);
+    let slots_seen = || {
+        let out = offload(&config, Path::new("/"), &["workers", "--wait", "1.5"]).run();
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(&fp))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find(|c| c.contains('/'))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("(not listed: {})", text(&out.stdout)))
+    };
+    assert_eq!(slots_seen(), "1/1", "before the job");
+    let (cc, bundle) =
+        peer::hostile_toolchain("slow", "busybox sleep 6; busybox echo obj > \"$4\"");
+    let mut p = Peer::connect(worker.addr()).expect("connect");
+    p.ship(&cc, &bundle).expect("ship");
+    let dir = offload_e2e::twice::fresh_dir("slots-job");
+    let d = dir.to_string_lossy().into_owned();
+    let mut spec = peer::JobSpec::new(&cc, &d, &[&cc.path, "-c", "a.c", "-o", &format!("{d}/a.o")]);
+    spec.file(&format!("{d}/a.c"), b"int x;\n");
+    p.start_job(&spec.job, &spec.blobs)
+        .unwrap_or_else(|r| panic!("the job did not start: {}", r.summary()));
+    assert_eq!(slots_seen(), "0/1", "while the job runs");
+    let reply = p.finish_job();
+    assert!(
+        matches!(reply, peer::JobReply::Done { .. }),
+        "{}",
+        reply.summary()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(slots_seen(), "1/1", "after the job");
+}
