@@ -94,6 +94,8 @@ struct Pending {
 
 struct State {
     pins: PinStore,
+    /// The pin file's identity (modified time, size, inode) when `pins` last read it.
+    read_as: Option<(std::time::SystemTime, u64, u64)>,
     pending: Vec<Pending>,
     next_id: u64,
 }
@@ -143,6 +145,7 @@ impl Pairings {
             trusted,
             state: Mutex::new(State {
                 pins,
+                read_as: None,
                 pending: Vec::new(),
                 next_id: 1,
             }),
@@ -160,8 +163,17 @@ impl Pairings {
             return true;
         }
         let mut s = self.lock();
-        if let Err(e) = s.pins.reload() {
-            tracing::warn!("cannot read the paired hosts: {e}");
+        // Asked on every frame: the file is read again only when it changed (a pairing
+        // made or revoked here or by another process), not parsed per frame.
+        let now = std::fs::metadata(s.pins.path()).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            Some((m.modified().ok()?, m.len(), m.ino()))
+        });
+        if now.is_none() || now != s.read_as {
+            match s.pins.reload() {
+                Ok(()) => s.read_as = now,
+                Err(e) => tracing::warn!("cannot read the paired hosts: {e}"),
+            }
         }
         s.pins.get(key).is_some()
     }
