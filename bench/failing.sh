@@ -21,8 +21,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=$(mktemp -d /tmp/offload-bench.XXXXXX)
 . "$ROOT/bench/lib.sh"
 bench_setup
-cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
-trap cleanup EXIT
 . "$ROOT/bench/sources.sh"
 bench_sources "$B"
 cp -r "$B/lua" "$B/lua-broken"

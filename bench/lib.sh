@@ -17,7 +17,10 @@ bench_setup() {
   export OFFLOAD_CONFIG_DIR="$B/host-config"
   HOSTFP=$("$O" id)
   W=
+  # On any exit: the worker stops and the scratch directory goes.
+  trap 'bench_cleanup' EXIT
 }
+bench_cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
 # Starts the worker (after the shell commands $1, if any, in its mount namespace) and sets
 # W to the --worker argument naming it.
 start_worker() {

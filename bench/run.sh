@@ -18,8 +18,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=$(mktemp -d /tmp/offload-bench.XXXXXX)
 . "$ROOT/bench/lib.sh"
 bench_setup
-cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
-trap cleanup EXIT
 
 # --- sources, fetched by cargo (never copied into the repository) ---
 . "$ROOT/bench/sources.sh"

@@ -20,8 +20,6 @@ B=$(mktemp -d /tmp/offload-bench-ship.XXXXXX)
 PORT=17421
 . "$ROOT/bench/lib.sh"
 bench_setup
-cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
-trap cleanup EXIT
 
 # --- sources (Lua is the one built here), fetched by cargo ---
 . "$ROOT/bench/sources.sh"
