@@ -368,6 +368,16 @@ pub fn commands_and_environments_a_host_never_sends_are_refused(t: &dyn Target) 
 
 /// Whether processes whose command line holds any of `needles` are gone within `limit`
 /// (container and job processes are all in this machine's `/proc`); those left otherwise.
+/// A `sleep N` command line no other process has, so that a check for what a job left
+/// behind sees only that job's: the suites of several targets run at once in one test
+/// process, and a daemon another target's job still runs must not count against this one.
+fn unique_sleep(kind: u32) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+    format!("sleep {kind}{:03}{n:03}", std::process::id() % 1000)
+}
+
 fn left_after(needles: &[&str], limit: Duration) -> Vec<String> {
     let t0 = Instant::now();
     loop {
@@ -385,7 +395,7 @@ fn left_after(needles: &[&str], limit: Duration) -> Vec<String> {
 /// process of the job's own uid. The daemon is seen running while the job still runs (the
 /// control), and gone once it has ended.
 pub fn a_job_leaves_no_process_behind(t: &dyn Target) {
-    let needle = format!("sleep 1031{}", std::process::id() % 1000);
+    let needle = unique_sleep(1031);
     // busybox's setsid has no -f: in the background it is no group leader, so it needs none.
     // Its streams are closed, as a daemon's are: the job's pipes do not wait for it.
     let (mut p, spec) = script_job(
@@ -492,8 +502,7 @@ fn accept_within(listener: &TcpListener, limit: Duration) -> bool {
 /// Findings 4 and 5: a job that never ends, and a fork bomb, end at the time limit with
 /// nothing left running.
 pub fn endless_jobs_and_fork_bombs_end_at_the_limit(t: &dyn Target) {
-    let n = std::process::id() % 1000;
-    let (endless, bomb) = (format!("sleep 1033{n}"), format!("sleep 1034{n}"));
+    let (endless, bomb) = (unique_sleep(1033), unique_sleep(1034));
     for (name, script) in [
         ("endless", format!("busybox {endless}")),
         ("forkbomb", format!("b() {{ b | b & }}; b; busybox {bomb}")),
