@@ -127,20 +127,44 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG")
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(default_filter);
     match run(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("offload: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `OFFLOAD_LOG`; with `OFFLOAD_LOG_FILE=PATH`, appended to that
+/// file instead, so that a build's own stderr stays exactly what the build printed.
+fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG")
+        .unwrap_or_else(|_| default_filter.into());
+    let file = std::env::var_os("OFFLOAD_LOG_FILE").map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| (path, e))
+    });
+    match file {
+        Some(Ok(f)) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        other => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
+            if let Some(Err((path, e))) = other {
+                tracing::warn!("cannot log to {}: {e}; logging here", path.display());
+            }
         }
     }
 }

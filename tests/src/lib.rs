@@ -28,6 +28,6 @@ pub mod soak;
 pub mod twice;
 
 pub use cmd::Summary;
-pub use netns::NetnsWorker;
+pub use netns::{Lan, NetnsWorker};
 pub use paths::offload_bin;
 pub use twice::{Twice, run_twice};

@@ -2,6 +2,9 @@
 //! veth pair (`10.231.N.1/30` on the host side, `10.231.N.2/30` inside), and a mount
 //! namespace of its own with a private tmpfs on `/tmp`, so that it sees none of the test
 //! trees (which all live under the host's `/tmp`) and gets every input through the protocol.
+//!
+//! Workers started on a [`Lan`] share one link instead: their veths are ports of a bridge
+//! on the host (`10.233.S.1/24`), as machines on one switch are.
 
 use std::fs::File;
 use std::io::Read;
@@ -10,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::paths::{TEST_ROOT, require_root, worker_bin};
@@ -144,14 +147,114 @@ fn kill_all_in(ns: &str) {
     }
 }
 
-/// The third octets of `10.231.X.0/30` subnets in use on the host.
-fn used_subnets() -> Vec<u8> {
+/// The third octets of `PREFIX.X.0` subnets (`10.231` or `10.233`) in use on the host.
+fn used_subnets(prefix: &str) -> Vec<u8> {
     let addrs = ip(&["-4", "-o", "addr", "show"]).unwrap_or_default();
+    let prefix = format!("{prefix}.");
     addrs
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("10.231."))
+        .filter_map(|w| w.strip_prefix(&prefix))
         .filter_map(|rest| rest.split('.').next()?.parse().ok())
         .collect()
+}
+
+/// Holds both locks that make subnet choices unique: this process's threads and other
+/// test processes.
+fn subnet_lock() -> (std::sync::MutexGuard<'static, ()>, FileLock) {
+    let in_process = SETUP.lock().unwrap_or_else(|p| p.into_inner());
+    let across_processes = FileLock::take(&format!("{TEST_ROOT}/.netns.lock"));
+    remove_stale_namespaces();
+    remove_stale_logs();
+    (in_process, across_processes)
+}
+
+/// One LAN segment on the host: a bridge `obPID-N` in the host's namespace holding
+/// `10.233.S.1/24`, whose ports are the veths of the workers started on it
+/// ([`NetnsWorker::on_lan`]), at `10.233.S.2`, `.3`, …: the host and those workers share
+/// one link, so mDNS from any of them reaches all. Dropping it removes the bridge (drop
+/// its workers first).
+#[derive(Debug)]
+pub struct Lan {
+    bridge: String,
+    octet: u8,
+    next: AtomicU8,
+}
+
+impl Lan {
+    /// Creates the bridge, up, with the host's address on it.
+    pub fn new() -> Lan {
+        require_root();
+        std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let bridge = format!("ob{}n{seq}", std::process::id());
+        let _locks = subnet_lock();
+        remove_stale_bridges();
+        let used = used_subnets("10.233");
+        let octet = (1..=254u8)
+            .find(|o| !used.contains(o))
+            .expect("no free 10.233.X.0/24 subnet");
+        let host_ip = format!("10.233.{octet}.1/24");
+        let steps: [&[&str]; 3] = [
+            // No multicast snooping: the bridge floods mDNS to every port, as a plain
+            // switch does.
+            &[
+                "link",
+                "add",
+                &bridge,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+            &["addr", "add", &host_ip, "dev", &bridge],
+            &["link", "set", &bridge, "up"],
+        ];
+        for step in steps {
+            if let Err(e) = ip(step) {
+                let _ = ip(&["link", "del", &bridge]);
+                panic!("cannot set up the test LAN: {e}");
+            }
+        }
+        Lan {
+            bridge,
+            octet,
+            next: AtomicU8::new(2),
+        }
+    }
+}
+
+impl Default for Lan {
+    fn default() -> Lan {
+        Lan::new()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// Removes bridges `obPID-N` of test processes that no longer run.
+fn remove_stale_bridges() {
+    let Ok(list) = ip(&["-o", "link", "show", "type", "bridge"]) else {
+        return;
+    };
+    for line in list.lines() {
+        let Some(name) = line.split(':').nth(1).map(str::trim) else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("ob")
+            .and_then(|r| r.split('n').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
 }
 
 impl NetnsWorker {
@@ -176,11 +279,17 @@ impl NetnsWorker {
     /// [`NetnsWorker::start`] with the key in `key_file` (made beforehand, e.g. to pin it
     /// before the worker announces itself); the file is removed with the worker.
     pub fn start_with_key(slots: u32, key_file: &std::path::Path) -> NetnsWorker {
-        NetnsWorker::start_keyed(slots, "", &[], Some(key_file))
+        NetnsWorker::start_keyed(slots, "", &[], Some(key_file), None)
+    }
+
+    /// A worker plugged into `lan` (instead of a link of its own), with the key in
+    /// `key_file` (removed with the worker).
+    pub fn on_lan(lan: &Lan, slots: u32, key_file: &std::path::Path) -> NetnsWorker {
+        NetnsWorker::start_keyed(slots, "", &[], Some(key_file), Some(lan))
     }
 
     fn start_with(slots: u32, setup: &str, args: &[&str]) -> NetnsWorker {
-        NetnsWorker::start_keyed(slots, setup, args, None)
+        NetnsWorker::start_keyed(slots, setup, args, None, None)
     }
 
     fn start_keyed(
@@ -188,6 +297,7 @@ impl NetnsWorker {
         setup: &str,
         args: &[&str],
         key: Option<&std::path::Path>,
+        lan: Option<&Lan>,
     ) -> NetnsWorker {
         require_root();
         std::fs::create_dir_all(TEST_ROOT).expect("creating the test root");
@@ -211,29 +321,42 @@ impl NetnsWorker {
             }
         };
 
-        let octet = {
-            let _in_process = SETUP.lock().unwrap_or_else(|p| p.into_inner());
-            let _across_processes = FileLock::take(&format!("{TEST_ROOT}/.netns.lock"));
-            remove_stale_namespaces();
-            remove_stale_logs();
-            let used = used_subnets();
-            let octet = (1..=254u8)
-                .find(|o| !used.contains(o))
-                .expect("no free 10.231.X.0/30 subnet");
-            let host_ip = format!("10.231.{octet}.1/30");
-            let ns_ip = format!("10.231.{octet}.2/30");
-            let steps: Vec<Vec<&str>> = vec![
+        let ns_addr = {
+            let _locks = subnet_lock();
+            // The host's side of the veth: a port of the LAN's bridge, or a /30 of its own.
+            let (host_side, ns_ip, addr) = match lan {
+                Some(lan) => {
+                    let n = lan.next.fetch_add(1, Ordering::Relaxed);
+                    assert!(n < 255, "the test LAN is full");
+                    let addr = format!("10.233.{}.{n}", lan.octet);
+                    let plug = ["link", "set", &host_veth, "master", &lan.bridge];
+                    (plug.map(String::from), format!("{addr}/24"), addr)
+                }
+                None => {
+                    let used = used_subnets("10.231");
+                    let octet = (1..=254u8)
+                        .find(|o| !used.contains(o))
+                        .expect("no free 10.231.X.0/30 subnet");
+                    let addr = format!("10.231.{octet}.2");
+                    let host_ip = format!("10.231.{octet}.1/30");
+                    let own = ["addr", "add", &host_ip, "dev", &host_veth];
+                    (own.map(String::from), format!("{addr}/30"), addr)
+                }
+            };
+            let mut steps: Vec<Vec<&str>> = vec![
                 vec!["netns", "add", &ns],
                 vec![
                     "link", "add", &host_veth, "type", "veth", "peer", "name", &ns_veth,
                 ],
                 vec!["link", "set", &ns_veth, "netns", &ns],
-                vec!["addr", "add", &host_ip, "dev", &host_veth],
+            ];
+            steps.extend([
+                host_side.iter().map(String::as_str).collect(),
                 vec!["link", "set", &host_veth, "up"],
                 vec!["-n", &ns, "addr", "add", &ns_ip, "dev", &ns_veth],
                 vec!["-n", &ns, "link", "set", &ns_veth, "up"],
                 vec!["-n", &ns, "link", "set", "lo", "up"],
-            ];
+            ]);
             for step in &steps {
                 if let Err(e) = ip(step) {
                     let _ = ip(&["link", "del", &host_veth]);
@@ -241,11 +364,9 @@ impl NetnsWorker {
                     panic!("cannot set up the worker's network namespace: {e}");
                 }
             }
-            octet
+            addr
         };
-        let addr: SocketAddr = format!("10.231.{octet}.2:{WORKER_PORT}")
-            .parse()
-            .expect("addr");
+        let addr: SocketAddr = format!("{ns_addr}:{WORKER_PORT}").parse().expect("addr");
         let w = NetnsWorker {
             ns,
             host_veth,

@@ -324,22 +324,7 @@ fn a_worker_that_appears_mid_build_gets_jobs() {
             both.context()
         )
     });
-    let pid = late.pid().expect("the late worker runs").to_string();
-    let stored = Cmd::new(
-        [
-            "nsenter",
-            "-t",
-            &pid,
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            "find /tmp/offload-worker/store -type f | wc -l",
-        ],
-        Path::new("/"),
-    )
-    .run();
-    let n: usize = text(&stored.stdout).trim().parse().unwrap_or(0);
+    let n = stored_files(&late);
     assert!(
         n > 10,
         "the worker that appeared mid-build stored {n} files: it got no jobs\n{}\n{}",
@@ -433,4 +418,152 @@ fn a_worker_s_free_slots_are_seen_by_the_host() {
     );
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(slots_seen(), "1/1", "after the job");
+}
+
+/// Seconds since midnight UTC of a log line's RFC 3339 timestamp (`…THH:MM:SS.ffffffZ …`).
+fn log_second_of_day(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split('T').nth(1)?;
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn second_of_day(t: std::time::SystemTime) -> f64 {
+    let since = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    since.as_secs_f64() % 86_400.0
+}
+
+/// Files in the store of the worker (run in its mount namespace).
+fn stored_files(worker: &NetnsWorker) -> usize {
+    let pid = worker.pid().expect("the worker runs").to_string();
+    let out = Cmd::new(
+        [
+            "nsenter",
+            "-t",
+            &pid,
+            "-m",
+            "--",
+            "sh",
+            "-c",
+            "find /tmp/offload-worker/store -type f | wc -l",
+        ],
+        Path::new("/"),
+    )
+    .run();
+    text(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// A host and two workers on one bridge, as on one switch: both are discovered within
+/// 2 s; a build uses them without naming them; one leaves the network mid-build without a
+/// word (its link goes down: no FIN, no RST) and the host drops it within 5 s (TCP
+/// liveness on its connections, not the mDNS TTL), its jobs run elsewhere, the other
+/// keeps receiving jobs, and every object is identical to a local build's.
+#[test]
+fn two_workers_on_one_bridge() {
+    let lan = offload_e2e::Lan::new();
+    let keys: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let k = PathBuf::from(offload_e2e::keys::WORKER_KEYS)
+                .join(format!("bridge-{n}-{}.key", std::process::id()));
+            offload_e2e::keys::new_key_file(&k);
+            k
+        })
+        .collect();
+    let config = lan_host("bridge-host", &[&keys[0], &keys[1]]);
+    let gone = NetnsWorker::on_lan(&lan, 2, &keys[0]);
+    let stays = NetnsWorker::on_lan(&lan, 2, &keys[1]);
+
+    // Both listening: each is found, paired and reachable, within 2 s of looking.
+    let listed = offload(&config, Path::new("/"), &["workers", "--wait", "2"]).run();
+    let table = text(&listed.stdout);
+    for w in [&gone, &stays] {
+        let fp = w.fingerprint().to_string();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&fp))
+            .unwrap_or_else(|| panic!("{fp} was not found within 2 s:\n{table}"));
+        assert!(row.contains(&w.addr().ip().to_string()), "{row}");
+        assert!(row.ends_with("yes"), "not reachable: {row}");
+        assert!(row.contains(" yes "), "not shown as paired: {row}");
+    }
+
+    let project = projects::lua("-O2", true);
+    let log_file = offload_e2e::twice::fresh_dir("bridge-log").join("offload.log");
+    let mut vanished = None;
+    let both = offload_e2e::twice::run_twice_during(
+        &Twice {
+            name: "two_workers_on_one_bridge",
+            materialize: &|root| project.materialize(root),
+            cwd: ".",
+            argv: project.make_argv(5, "gcc"),
+            env: vec![
+                (
+                    "OFFLOAD_CONFIG_DIR".into(),
+                    config.to_string_lossy().into_owned(),
+                ),
+                ("OFFLOAD_LOG".into(), "offload_host=info".into()),
+                (
+                    "OFFLOAD_LOG_FILE".into(),
+                    log_file.to_string_lossy().into_owned(),
+                ),
+            ],
+            stdin: None,
+            offload_args: vec!["-j".into(), "1".into()],
+        },
+        |root, run| {
+            while walk_count(&root.join("obj")) < 4 {
+                if run.finished() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            gone.vanish();
+            vanished = Some((std::time::SystemTime::now(), stored_files(&stays)));
+        },
+    );
+    both.assert_plain_succeeded();
+    let (at, stored_before) = vanished.unwrap_or_else(|| {
+        panic!(
+            "the build ended before four objects existed\n{}",
+            both.context()
+        )
+    });
+    let log = std::fs::read_to_string(&log_file).expect("offload's log");
+    let gone_addr = gone.addr().to_string();
+    let used = |w: &NetnsWorker| {
+        log.lines()
+            .any(|l| l.contains("worker ready") && l.contains(&w.addr().to_string()))
+    };
+    assert!(
+        used(&gone) && used(&stays),
+        "the build did not use both workers\n{log}"
+    );
+    let dropped = log
+        .lines()
+        .find(|l| l.contains("worker failed") && l.contains(&gone_addr))
+        .unwrap_or_else(|| panic!("the vanished worker was never dropped\n{log}"));
+    let noticed = log_second_of_day(dropped).expect("a timestamp");
+    let after = (noticed - second_of_day(at)).rem_euclid(86_400.0);
+    assert!(
+        after < 5.0,
+        "the vanished worker was dropped {after:.1} s after it left:\n{dropped}"
+    );
+    assert!(
+        stored_files(&stays) > stored_before,
+        "the remaining worker got no job after the other vanished\n{}",
+        both.context()
+    );
+    assert!(
+        both.summary.remote >= 2,
+        "too few compiles ran remotely\n{}",
+        both.context()
+    );
 }

@@ -62,8 +62,14 @@ impl Coordinator {
                 res
             }
             Err(e) => {
-                if e.blames_worker() {
-                    self.sched.worker_failed(id);
+                if e.blames_worker()
+                    && let Some(pause) = self.sched.worker_failed(id)
+                {
+                    tracing::info!(
+                        worker = exec.label(),
+                        pause_s = pause.as_secs(),
+                        "worker failed, its jobs run elsewhere: {e}"
+                    );
                 }
                 tracing::debug!(
                     job_id,
@@ -89,8 +95,12 @@ impl Coordinator {
                 stderr = %String::from_utf8_lossy(&res.stderr),
                 "remote compile failed; compiling locally"
             );
-            if infrastructure {
-                self.sched.worker_failed(id);
+            if infrastructure && let Some(pause) = self.sched.worker_failed(id) {
+                tracing::info!(
+                    worker = exec.label(),
+                    pause_s = pause.as_secs(),
+                    "the worker's compiler crashed or missed a file"
+                );
             }
             return Outcome::FellBack(if infrastructure {
                 "the remote compiler crashed or missed a file".into()

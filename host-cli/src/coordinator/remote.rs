@@ -204,14 +204,16 @@ const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most bytes accepted in a result.
 const MAX_RESULT: u64 = 1 << 30;
 /// A connection quiet for this long (a compile running) is probed by TCP keepalive…
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
-/// …every this often, and declared dead after this many unanswered probes: a worker that
-/// vanishes (powered off, off the network) is noticed in about 5 s, not at the job's time
-/// limit, and its job falls back.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
+/// …every this often…
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_PROBES: u32 = 3;
-/// Data the worker has not acknowledged for this long ends the connection too.
-const UNACKED_LIMIT: Duration = Duration::from_secs(10);
+/// …and a connection on which nothing came back for this long, probes or data
+/// unacknowledged, is dead (on Linux this limit also decides when keepalive gives up): a
+/// worker that vanishes (powered off, off the network) is noticed within 4 s, not at the
+/// job's time limit, and its jobs run elsewhere. On a LAN, 4 s without an ACK is no
+/// congestion; a worker busy compiling still answers, its kernel does.
+const UNACKED_LIMIT: Duration = Duration::from_secs(4);
 
 /// Makes the kernel check that the worker is still there while a job runs (it answers
 /// keepalive probes even while it compiles, so a busy worker is never mistaken for a

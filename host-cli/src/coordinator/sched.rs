@@ -181,14 +181,23 @@ impl Scheduler {
         }
     }
 
-    /// Records that worker `id` failed: no new jobs for it for a while (doubling).
-    pub fn worker_failed(&self, id: &WorkerId) {
+    /// Records that worker `id` failed: no new jobs for it for a while, doubling with each
+    /// failure after a pause. The pause it started, or `None` if one was running already.
+    pub fn worker_failed(&self, id: &WorkerId) -> Option<Duration> {
+        let mut started = None;
         self.update(|s| {
-            if let Some(w) = s.workers.get_mut(id) {
-                w.down_until = Some(Instant::now() + w.backoff);
+            let now = Instant::now();
+            if let Some(w) = s.workers.get_mut(id)
+                && w.down_until.is_none_or(|t| t <= now)
+            {
+                // The jobs that were running there fail together: one pause, not one
+                // doubling per job.
+                w.down_until = Some(now + w.backoff);
+                started = Some(w.backoff);
                 w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
             }
         });
+        started
     }
 
     /// Records that worker `id` completed a job: its pause resets.
@@ -311,7 +320,9 @@ mod tests {
     async fn failed_worker_is_paused() {
         let s = Scheduler::new(1);
         s.add_worker(id("w"), 2, 0);
-        s.worker_failed(&id("w"));
+        assert_eq!(s.worker_failed(&id("w")), Some(FIRST_BACKOFF));
+        // Its other jobs failing at once do not lengthen the pause.
+        assert_eq!(s.worker_failed(&id("w")), None);
         let l = s.acquire(true, 0).await;
         assert_eq!(l.place(), &Place::Local);
         assert_eq!(try_now(&s, true), None);
