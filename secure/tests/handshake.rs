@@ -8,6 +8,7 @@ use offload_secure::{
     HandshakeError, Identity, MAX_HANDSHAKE_MESSAGE, NOISE_PARAMS, PROTOCOL_VERSION, initiate,
     respond,
 };
+use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -204,34 +205,84 @@ async fn a_truncated_handshake_is_truncation() {
     assert!(matches!(err, HandshakeError::Truncated), "{err}");
 }
 
-/// Random messages of random lengths, in handshake framing, at both roles: every one an
-/// error, none a panic. Half the seeds open with a well-formed first message (32 bytes), so
-/// that the responder reaches message 3. (A bounded fuzz, deterministic by its seeds.)
-#[tokio::test]
-async fn random_input_never_panics() {
-    for seed in 0..60u64 {
-        let lens = pattern(seed, 3);
+/// Taken as a stalled handshake or read (a loopback handshake takes milliseconds).
+const HANG: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+proptest! {
+    // A bounded run (CI): every case is a real handshake over loopback.
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random messages of random lengths, in handshake framing, at both roles: every one
+    /// an error, none a panic or a hang. With a well-formed first message (32 bytes) the
+    /// responder reaches message 3, and refuses it.
+    #[test]
+    fn random_handshake_input_is_an_error(
+        well_formed_first in any::<bool>(),
+        messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..4),
+    ) {
         let mut bytes = Vec::new();
-        for (i, len) in lens.iter().enumerate() {
-            let len = if i == 0 && seed % 2 == 0 {
-                32
-            } else {
-                usize::from(*len) % 200
-            };
-            bytes.extend(framed(&pattern(seed * 7 + i as u64, len)));
+        for (i, m) in messages.iter().enumerate() {
+            let m = if i == 0 && well_formed_first { &m[..m.len().min(32)] } else { &m[..] };
+            let mut m = m.to_vec();
+            if i == 0 && well_formed_first {
+                m.resize(32, 7);
+            }
+            bytes.extend(framed(&m));
         }
-        let err = respond_to(&bytes).await;
-        if seed % 2 == 0 {
-            assert!(
+        let rt = runtime();
+        let err = rt.block_on(respond_to(&bytes));
+        if well_formed_first && !messages.is_empty() {
+            prop_assert!(
                 matches!(
                     err,
                     HandshakeError::Invalid { message: 3, .. }
                         | HandshakeError::UnexpectedPayload { message: 3, .. }
+                        | HandshakeError::Truncated
                 ),
-                "seed {seed}: {err}"
+                "{}", err
             );
         }
-        let _ = initiate_to(&bytes).await;
+        let _ = rt.block_on(initiate_to(&bytes));
+    }
+
+    /// One bit flipped anywhere in what the initiator sends (its two handshake messages,
+    /// their length prefixes, its first record): never a working channel. The handshake
+    /// fails on a side, or the record is refused as tampered or truncated.
+    #[test]
+    fn a_flipped_bit_in_the_handshake_never_makes_a_channel(
+        message in 0..3usize,
+        offset in any::<usize>(),
+    ) {
+        let rt = runtime();
+        let works = rt.block_on(async {
+            let damage = common::Damage::Flip { message, offset };
+            // A longer length prefix stalls both sides: no channel either.
+            let Some((x, y)) = common::damaged_handshake_within(damage, HANG).await else {
+                return false;
+            };
+            let (Ok((mut a, _)), Ok((mut b, _))) = (x, y) else {
+                return false;
+            };
+            let send = async {
+                let _ = a.write_all(b"a job").await;
+                let _ = a.shutdown().await;
+            };
+            let mut got = Vec::new();
+            let (_, read) = tokio::join!(send, tokio::time::timeout(HANG, b.read_to_end(&mut got)));
+            matches!(read, Ok(Ok(_)))
+        });
+        prop_assert!(!works, "a channel worked with message {} flipped at {}", message, offset);
     }
 }
 

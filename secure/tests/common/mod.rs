@@ -52,8 +52,8 @@ pub async fn secure_pair() -> (
 #[derive(Debug, Clone, Copy)]
 pub enum Damage {
     None,
-    /// Flips the low bit of byte `offset` of message `message` (offset 0 and 1 are its
-    /// length prefix).
+    /// Flips the low bit of byte `offset` (modulo its length) of message `message` (offset
+    /// 0 and 1 are its length prefix).
     Flip {
         message: usize,
         offset: usize,
@@ -72,12 +72,30 @@ pub enum Damage {
 /// Streams that did their handshake through a proxy that applies `damage` to what the
 /// initiator sends: (initiator's side, responder's side).
 pub async fn damaged_pair(damage: Damage) -> (SecureStream<TcpStream>, SecureStream<TcpStream>) {
+    let (x, y) = damaged_handshake(damage).await;
+    (x.unwrap().0, y.unwrap().0)
+}
+
+/// Both handshakes through a proxy that applies `damage` to what the initiator sends.
+pub async fn damaged_handshake(damage: Damage) -> (Handshake, Handshake) {
+    damaged_handshake_within(damage, STEP)
+        .await
+        .expect("handshakes hang")
+}
+
+/// [`damaged_handshake`], or `None` if it has not ended within `limit`: a length prefix
+/// made larger leaves both sides waiting, which only the caller's timeout ends (as the
+/// worker's handshake timeout does).
+pub async fn damaged_handshake_within(
+    damage: Damage,
+    limit: Duration,
+) -> Option<(Handshake, Handshake)> {
     let (client, proxy_a) = tcp_pair().await;
     let (proxy_b, server) = tcp_pair().await;
     tokio::spawn(run_proxy(proxy_a, proxy_b, damage));
     let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (x, y) = handshake(client, server, &a, &b).await;
-    (x.unwrap().0, y.unwrap().0)
+    let both = async { tokio::join!(initiate(client, &a), respond(server, &b)) };
+    tokio::time::timeout(limit, both).await.ok()
 }
 
 async fn run_proxy(from_initiator: TcpStream, to_responder: TcpStream, damage: Damage) {
@@ -100,7 +118,8 @@ async fn run_proxy(from_initiator: TcpStream, to_responder: TcpStream, damage: D
         }
         let send: Vec<Vec<u8>> = match damage {
             Damage::Flip { message: m, offset } if m == index => {
-                message[offset] ^= 1;
+                let at = offset % message.len();
+                message[at] ^= 1;
                 vec![message]
             }
             Damage::Drop(m) if m == index => vec![],

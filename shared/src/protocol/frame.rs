@@ -257,6 +257,7 @@ pub fn read_frame_blocking<R: Read, M: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::protocol::Message;
+    use proptest::prelude::*;
 
     const SMALL: Limits = Limits {
         max_header: 1024,
@@ -368,20 +369,10 @@ mod tests {
         ));
     }
 
-    /// A bounded, deterministic fuzz of the frame parser: valid frames of every message
-    /// kind mutated (bytes flipped, cut, lengths rewritten, JSON spliced) and pure noise,
-    /// through both readers. Every input must end in a frame or a typed error: no panic,
-    /// and never a buffer beyond the limits.
-    #[tokio::test]
-    async fn the_parser_survives_mutated_and_random_input() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let seeds: Vec<Vec<u8>> = [
+    /// Frames of every kind a peer sends first, encoded: the seeds the property tests
+    /// mutate.
+    fn seeds() -> Vec<Vec<u8>> {
+        [
             hello(),
             Message::Cancel(crate::protocol::Cancel { job_id: 7 }),
             Message::Error(crate::protocol::ProtocolError {
@@ -394,37 +385,119 @@ mod tests {
         ]
         .iter()
         .map(|m| encode(m, b"abc", SMALL).expect("encode"))
-        .collect();
-        let mut frames = 0;
-        for round in 0..20_000u32 {
-            let mut input = seeds[(next() % seeds.len() as u64) as usize].clone();
-            match round % 5 {
-                0 => {
-                    let i = (next() as usize) % input.len();
-                    input[i] ^= (next() as u8) | 1;
-                }
-                1 => input.truncate((next() as usize) % input.len()),
-                2 => {
-                    let len = (next() as u32).to_be_bytes();
-                    let at = if next() % 2 == 0 { 0 } else { 4 };
-                    input[at..at + 4].copy_from_slice(&len);
-                }
-                3 => {
-                    let i = PREFIX + (next() as usize) % (input.len() - PREFIX);
-                    input.insert(i, b"{}[]\",:"[(next() % 7) as usize]);
-                }
-                _ => {
-                    input = (0..(next() % 64)).map(|_| next() as u8).collect();
-                }
-            }
-            let mut r = &input[..];
-            if let Ok(Some(_)) = read_frame_blocking::<_, Message>(&mut r, SMALL) {
-                frames += 1;
-            }
-            let mut r = &input[..];
-            let _ = read_frame::<_, Message>(&mut r, SMALL).await;
+        .collect()
+    }
+
+    /// One input through both readers: a frame, the end, or a typed error, never a panic,
+    /// and the same answer from each. Whether it was a frame.
+    fn parse_both(input: &[u8]) -> bool {
+        let blocking = read_frame_blocking::<_, Message>(&mut &input[..], SMALL);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let async_ = rt.block_on(read_frame::<_, Message>(&mut &input[..], SMALL));
+        match (&blocking, &async_) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("the readers disagree: {blocking:?} vs {async_:?}"),
         }
-        // The unmutated-enough inputs still parse: the fuzz reached past the prefix.
-        assert!(frames > 0);
+        matches!(blocking, Ok(Some(_)))
+    }
+
+    /// A mutation of an encoded frame.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip { at: usize, bits: u8 },
+        Cut { at: usize },
+        Length { second: bool, value: u32 },
+        Insert { at: usize, byte: u8 },
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
+            any::<usize>().prop_map(|at| Mutation::Cut { at }),
+            (any::<bool>(), any::<u32>())
+                .prop_map(|(second, value)| Mutation::Length { second, value }),
+            (any::<usize>(), prop::sample::select(b"{}[]\",:0 ".to_vec()))
+                .prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        ]
+    }
+
+    fn apply(input: &mut Vec<u8>, m: &Mutation) {
+        if input.is_empty() {
+            return;
+        }
+        match *m {
+            Mutation::Flip { at, bits } => {
+                let i = at % input.len();
+                input[i] ^= bits;
+            }
+            Mutation::Cut { at } => input.truncate(at % input.len()),
+            Mutation::Length { second, value } => {
+                let at = if second { 4 } else { 0 };
+                if input.len() >= at + 4 {
+                    input[at..at + 4].copy_from_slice(&value.to_be_bytes());
+                }
+            }
+            Mutation::Insert { at, byte } => {
+                let i = at % (input.len() + 1);
+                input.insert(i, byte);
+            }
+        }
+    }
+
+    proptest! {
+        // A bounded run (CI): proptest picks new inputs each run; a failure prints the
+        // minimal input.
+        #![proptest_config(ProptestConfig {
+            cases: 2_000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Valid frames with up to four mutations (bytes flipped, cut, lengths rewritten,
+        /// JSON spliced): a frame or a typed error from both readers, never a panic or a
+        /// buffer beyond the limits.
+        #[test]
+        fn mutated_frames_are_a_frame_or_an_error(
+            seed in 0..4usize,
+            mutations in prop::collection::vec(mutation(), 0..4),
+        ) {
+            let mut input = seeds()[seed].clone();
+            for m in &mutations {
+                apply(&mut input, m);
+            }
+            let parsed = parse_both(&input);
+            if mutations.is_empty() {
+                prop_assert!(parsed, "an unmutated frame did not parse");
+            }
+        }
+
+        /// Noise, of any length up to a few frames' worth.
+        #[test]
+        fn random_bytes_are_a_frame_or_an_error(input in prop::collection::vec(any::<u8>(), 0..300)) {
+            parse_both(&input);
+        }
+
+        /// Any message header and payload within the limits round-trips.
+        #[test]
+        fn frames_within_the_limits_round_trip(
+            job_id in any::<u64>(),
+            message in "\\PC{0,200}",
+            payload in prop::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            for m in [
+                Message::Cancel(crate::protocol::Cancel { job_id }),
+                Message::Error(crate::protocol::ProtocolError { message: message.clone() }),
+            ] {
+                let bytes = encode(&m, &payload, SMALL).expect("encode");
+                let (got, p): (Message, _) = read_frame_blocking(&mut &bytes[..], SMALL)
+                    .expect("read")
+                    .expect("a frame");
+                prop_assert_eq!(got, m);
+                prop_assert_eq!(&p, &payload);
+            }
+        }
     }
 }
