@@ -20,7 +20,11 @@ bench_setup() {
   # On any exit: the worker stops and the scratch directory goes.
   trap 'bench_cleanup' EXIT
 }
-bench_cleanup() { [ -n "$WPID" ] && kill "$WPID" 2>/dev/null; rm -rf "$B"; }
+# (BENCH_PIDS: more processes of the benchmark's own to stop.)
+bench_cleanup() {
+  for p in $WPID ${BENCH_PIDS:-}; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$B"
+}
 # Starts the worker (after the shell commands $1, if any, in its mount namespace) and sets
 # W to the --worker argument naming it.
 start_worker() {
