@@ -36,7 +36,9 @@ pub enum Untrusted {
     #[error("worker {0} is not paired with this host: run `offload pair` first")]
     NotPaired(Fingerprint),
     /// Its key is not the one named with its address.
-    #[error("the worker proved key {proved}, not {expected} as given with its address")]
+    #[error(
+        "the worker proved key {proved}, not {expected}, the key it was announced or named with"
+    )]
     WrongKey {
         /// What it proved.
         proved: Fingerprint,

@@ -567,3 +567,83 @@ fn two_workers_on_one_bridge() {
         both.context()
     );
 }
+
+/// A forged announcement: a pinned worker's id, announced (from another machine on the
+/// link, as anyone on a LAN can) with the address of a worker that holds another key. The
+/// host connects, the handshake proves the other key, and the host refuses it: nothing
+/// runs there although that worker would serve this host, and the build says why.
+#[test]
+fn a_worker_id_announced_by_another_key_is_refused() {
+    use offload_discovery::{AdvertiseOptions, Advertiser, WorkerAd, WorkerId};
+    // Trusts the tests' host key: only the host's check can keep jobs off it.
+    let impostor = NetnsWorker::start(1);
+    let pinned_key = PathBuf::from(offload_e2e::keys::WORKER_KEYS)
+        .join(format!("forged-{}.key", std::process::id()));
+    let pinned = offload_e2e::keys::new_key_file(&pinned_key);
+    let config = lan_host("forged-host", &[&pinned_key]);
+    let _ = std::fs::remove_file(&pinned_key);
+    let mut ad = WorkerAd::new(
+        offload_shared::protocol::PROTOCOL_VERSION,
+        WorkerId::new(pinned.to_string()).expect("a worker id"),
+        "forged",
+        4,
+        impostor.addr().port(),
+    );
+    ad.epoch = 1;
+    let _forger = Advertiser::start(
+        ad,
+        AdvertiseOptions {
+            addresses: Some(vec![impostor.addr().ip()]),
+            ..AdvertiseOptions::default()
+        },
+    )
+    .expect("announcing the forged record");
+    // Seen on the LAN (by `offload workers`, as the build will see it) before the build.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = offload(&config, Path::new("/"), &["workers", "--wait", "1"]).run();
+        let table = text(&listed.stdout);
+        if table.lines().any(|l| l.starts_with(&pinned.to_string())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the forged announcement never showed:\n{table}"
+        );
+    }
+    let (dir, want) = source("forged-src");
+    let out = offload(
+        &config,
+        &dir,
+        &["build", "-v", "--", "gcc", "-O2", "-c", "a.c", "-o", "a.o"],
+    )
+    .env("OFFLOAD_LOG", "offload_host=debug")
+    .run();
+    out.assert_success("the build");
+    assert_eq!(
+        std::fs::read(dir.join("a.o")).expect("object"),
+        want,
+        "the object differs from the local compile"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("found on the LAN") && stderr.contains(&impostor.addr().to_string()),
+        "the forged announcement was not seen, so nothing was tested:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "proved key {}, not {pinned}",
+            impostor.fingerprint()
+        )),
+        "no refusal of the other key:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("compiler calls: 0 remote"),
+        "a compile ran on the impostor:\n{stderr}"
+    );
+    assert_eq!(
+        stored_files(&impostor),
+        0,
+        "the impostor received a job's files"
+    );
+}
