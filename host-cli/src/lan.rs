@@ -69,22 +69,31 @@ pub async fn follow(
     known: Vec<String>,
 ) {
     let mut rx = browser.subscribe();
+    // Each joined worker's id, by its key's fingerprint, and the address it was joined at.
     let mut joined: HashMap<String, WorkerId> = HashMap::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             BrowseEvent::Added(w) | BrowseEvent::Updated(w) => {
                 let id = w.ad.id.as_str().to_owned();
-                if joined.contains_key(&id) {
-                    continue;
-                }
                 let Some(spec) = usable(&w, &auth) else {
                     continue;
                 };
+                let wid = WorkerId::new(&spec.addr);
+                // An update that changes the preferred address (one resolved later, an
+                // IPv4 address after a link-local one, a new DHCP lease) moves the worker.
+                match joined.get(&id) {
+                    Some(old) if *old == wid => continue,
+                    Some(old) => {
+                        tracing::info!(worker = %old, to = spec.addr, "moved on the LAN");
+                        coord.remove_worker(old);
+                    }
+                    None => {}
+                }
                 if known.contains(&spec.addr) {
                     continue;
                 }
                 let exec = Worker::new(spec.addr.clone(), auth.clone(), spec.expect);
-                joined.insert(id, WorkerId::new(&spec.addr));
+                joined.insert(id, wid);
                 tracing::info!(worker = spec.addr, name = w.ad.name, "found on the LAN");
                 coord.add_worker(Arc::new(exec)).await;
             }

@@ -10,7 +10,9 @@ use std::future::Future;
 
 use offload_secure::{Fingerprint, PublicKey};
 use offload_shared::protocol::frame::{read_frame, write_frame};
-use offload_shared::protocol::{Limits, Message, PROTOCOL_VERSION, PairRequest};
+use offload_shared::protocol::{
+    Limits, Message, PROTOCOL_VERSION, PairConfirm, PairRequest, PairResult,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::auth::HostAuth;
@@ -61,6 +63,41 @@ pub struct Paired {
     pub already: bool,
 }
 
+/// The worker's next frame, within [`DECISION_LIMIT`].
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    addr: &str,
+) -> Result<Option<(Message, Vec<u8>)>, PairError> {
+    tokio::time::timeout(DECISION_LIMIT, read_frame::<_, Message>(r, Limits::DEFAULT))
+        .await
+        .map_err(|_| PairError::Timeout(DECISION_LIMIT))?
+        .map_err(|source| {
+            PairError::Remote(RemoteError::Frame {
+                addr: addr.to_owned(),
+                source,
+            })
+        })
+}
+
+/// The worker's [`PairResult`] if it accepted; its refusal, or what else it sent, as the
+/// error.
+fn accepted(frame: Option<(Message, Vec<u8>)>, addr: &str) -> Result<PairResult, PairError> {
+    match frame {
+        Some((Message::PairResult(p), _)) if p.accepted => Ok(p),
+        Some((Message::PairResult(p), _)) => Err(PairError::Refused {
+            worker: p.worker,
+            reason: p.reason,
+        }),
+        Some((Message::Error(e), _)) => Err(PairError::Refused {
+            worker: addr.to_owned(),
+            reason: e.message,
+        }),
+        _ => Err(PairError::Unexpected {
+            addr: addr.to_owned(),
+        }),
+    }
+}
+
 /// Pairs with the worker at `addr`. `show` is told the worker's fingerprint and the code as
 /// soon as the handshake is done; `confirm` is the user's answer here (run at the same time
 /// as the worker's owner decides). The worker's key is pinned only if both agree.
@@ -89,43 +126,36 @@ where
     write_frame(&mut w, &req, &[], lim)
         .await
         .map_err(frame_err)?;
-    let answer = async {
-        tokio::time::timeout(DECISION_LIMIT, read_frame::<_, Message>(&mut r, lim))
-            .await
-            .map_err(|_| PairError::Timeout(DECISION_LIMIT))?
-            .map_err(|e| PairError::Remote(frame_err(e)))
-    };
-    tokio::pin!(answer, confirm);
-    // Both must say yes; either's no ends it at once (closing the connection withdraws the
-    // request on the worker).
-    let mut confirmed = None;
-    let mut result = None;
-    while confirmed.is_none() || result.is_none() {
-        tokio::select! {
-            yes = &mut confirm, if confirmed.is_none() => {
-                if !yes {
-                    let _ = w.shutdown().await;
-                    return Err(PairError::NotConfirmed);
+    {
+        let answer = read_answer(&mut r, addr);
+        tokio::pin!(answer, confirm);
+        // Both must say yes; either's no ends it at once (saying no, or closing the
+        // connection, withdraws the request on the worker, which then pins nothing).
+        let (mut confirmed, mut allowed) = (false, false);
+        while !confirmed || !allowed {
+            tokio::select! {
+                yes = &mut confirm, if !confirmed => {
+                    if !yes {
+                        let no = Message::PairConfirm(PairConfirm { confirmed: false });
+                        let _ = write_frame(&mut w, &no, &[], lim).await;
+                        let _ = w.shutdown().await;
+                        return Err(PairError::NotConfirmed);
+                    }
+                    confirmed = true;
                 }
-                confirmed = Some(());
-            }
-            a = &mut answer, if result.is_none() => {
-                match a? {
-                    Some((Message::PairResult(p), _)) if p.accepted => result = Some(p),
-                    Some((Message::PairResult(p), _)) => {
-                        return Err(PairError::Refused { worker: p.worker, reason: p.reason });
-                    }
-                    Some((Message::Error(e), _)) => {
-                        return Err(PairError::Refused { worker: addr.to_owned(), reason: e.message });
-                    }
-                    _ => return Err(PairError::Unexpected { addr: addr.to_owned() }),
+                a = &mut answer, if !allowed => {
+                    accepted(a?, addr)?;
+                    allowed = true;
                 }
             }
         }
     }
-    let result = result.ok_or_else(|| PairError::Unexpected {
-        addr: addr.to_owned(),
-    })?;
+    let yes = Message::PairConfirm(PairConfirm { confirmed: true });
+    write_frame(&mut w, &yes, &[], lim)
+        .await
+        .map_err(frame_err)?;
+    // The worker's final word: it pinned this host.
+    let result = accepted(read_answer(&mut r, addr).await?, addr)?;
     let already = auth.check(&session.remote, None).is_ok();
     auth.pin(session.remote, &result.worker, addr)?;
     let _ = w.shutdown().await;

@@ -141,15 +141,37 @@ fn parse_user(s: &str) -> Result<JobUser, String> {
     })
 }
 
+/// What to announce for a worker listening on `listen`: only addresses it answers on. A
+/// specific address is announced alone; `0.0.0.0` announces the IPv4 addresses of every
+/// interface (not IPv6 ones, where nothing listens); `[::]` both families.
+fn advertise_options(listen: std::net::SocketAddr) -> offload_discovery::AdvertiseOptions {
+    use offload_discovery::{AdvertiseOptions, NetOptions};
+    let ip = listen.ip();
+    if !ip.is_unspecified() {
+        return AdvertiseOptions {
+            addresses: Some(vec![ip]),
+            ..AdvertiseOptions::default()
+        };
+    }
+    AdvertiseOptions {
+        net: NetOptions {
+            no_ipv6: ip.is_ipv4(),
+            ..NetOptions::default()
+        },
+        ..AdvertiseOptions::default()
+    }
+}
+
 /// Announces the worker on the LAN; a failure is a warning (hosts can still name it).
 fn advertise(
     fingerprint: &Fingerprint,
     name: &str,
     slots: u32,
-    port: u16,
+    listen: std::net::SocketAddr,
     compilers: Vec<String>,
 ) -> Option<offload_discovery::Advertiser> {
-    use offload_discovery::{AdvertiseOptions, Advertiser, Compiler, WorkerAd, WorkerId};
+    use offload_discovery::{Advertiser, Compiler, WorkerAd, WorkerId};
+    let port = listen.port();
     let id = match WorkerId::new(fingerprint.to_string()) {
         Ok(id) => id,
         Err(e) => {
@@ -171,7 +193,7 @@ fn advertise(
         .into_iter()
         .filter_map(|c| Compiler::new(c).ok())
         .collect();
-    match Advertiser::start(ad, AdvertiseOptions::default()) {
+    match Advertiser::start(ad, advertise_options(listen)) {
         Ok(a) => {
             tracing::info!("announced on the LAN as {}", a.instance());
             Some(a)
@@ -249,10 +271,17 @@ async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
                 println!("no pairing request is waiting");
             }
             for p in &pending {
-                println!(
-                    "request  code {}  host {} ({}) from {}, waiting {} s: `offload worker allow {}`",
-                    p.code, p.name, p.host, p.address, p.waiting_secs, p.code
-                );
+                if p.allowed {
+                    println!(
+                        "allowed  code {}  host {} ({}) from {}: waiting for its user to confirm the code",
+                        p.code, p.name, p.host, p.address
+                    );
+                } else {
+                    println!(
+                        "request  code {}  host {} ({}) from {}, waiting {} s: `offload worker allow {}`",
+                        p.code, p.name, p.host, p.address, p.waiting_secs, p.code
+                    );
+                }
             }
             for p in &paired {
                 println!("paired   host {} ({})", p.name, p.host);
@@ -332,7 +361,7 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
     let advertiser = if a.no_advertise {
         None
     } else {
-        advertise(&fingerprint, &name, slots, addr.port(), worker.compilers())
+        advertise(&fingerprint, &name, slots, addr, worker.compilers())
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let announcing = advertiser.map(|adv| tokio::spawn(follow_state(adv, worker.clone(), stopped)));
@@ -343,4 +372,22 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
         let _ = task.await;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertise_options;
+
+    #[test]
+    fn only_addresses_the_worker_listens_on_are_announced() {
+        let specific = advertise_options("10.0.0.5:7420".parse().expect("addr"));
+        assert_eq!(
+            specific.addresses,
+            Some(vec!["10.0.0.5".parse().expect("ip")])
+        );
+        let any_v4 = advertise_options("0.0.0.0:7420".parse().expect("addr"));
+        assert!(any_v4.addresses.is_none() && any_v4.net.no_ipv6 && !any_v4.net.no_ipv4);
+        let any = advertise_options("[::]:7420".parse().expect("addr"));
+        assert!(any.addresses.is_none() && !any.net.no_ipv6 && !any.net.no_ipv4);
+    }
 }

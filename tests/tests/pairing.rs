@@ -215,6 +215,66 @@ fn a_host_runs_jobs_only_while_paired() {
     );
 }
 
+/// The worker's owner allows the code; then the host's user answers that the code
+/// differs (at a terminal: `offload pair` without `--yes`): the pairing ends on both
+/// sides, neither pins the other, and the host still runs nothing there.
+#[test]
+fn a_code_the_host_rejects_pins_nothing_on_either_side() {
+    let worker = NetnsWorker::start(1);
+    let config = offload_e2e::twice::fresh_dir("pairing-rejecting-host");
+    let (dir, want) = source("pairing-rejecting-src");
+    let addr = worker.addr().to_string();
+    let answer_now = config.join("answer-now");
+    // `script` gives `offload pair` a terminal; its input is held back until the flag.
+    let answer = format!(
+        "while [ ! -e {0} ]; do sleep 0.05; done; echo n",
+        offload_e2e::cmd::shell_quote(&answer_now.to_string_lossy())
+    );
+    let pair = format!(
+        "{} pair {addr}",
+        offload_e2e::cmd::shell_quote(&offload_bin().to_string_lossy())
+    );
+    let pairing = Cmd::new(
+        [
+            "sh",
+            "-c",
+            &format!(
+                "({answer}) | script -qec {} /dev/null",
+                offload_e2e::cmd::shell_quote(&pair)
+            ),
+        ],
+        &dir,
+    )
+    .env("OFFLOAD_CONFIG_DIR", &config.to_string_lossy())
+    .spawn();
+    let code = waiting_code(&worker);
+    control(&worker, &["allow", &code]).assert_success("allowing the code");
+    let listed = text(&control(&worker, &["pairings"]).stdout);
+    assert!(
+        listed.contains(&format!("allowed  code {code}")),
+        "the allowed request does not wait for the host:\n{listed}"
+    );
+    std::fs::write(&answer_now, "").expect("the flag");
+    let rejected = pairing.wait();
+    let said = format!("{}{}", text(&rejected.stdout), text(&rejected.stderr));
+    assert_ne!(rejected.status, Status::Code(0), "{said}");
+    assert!(said.contains(&format!("Pairing code: {code}")), "{said}");
+    assert!(said.contains("not confirmed"), "{said}");
+    let pins = PinStore::open(&config, PeerRole::Workers).expect("pins");
+    assert!(pins.list().is_empty(), "the host pinned {:?}", pins.list());
+    let host = Identity::from_file(&config.join("host.key")).expect("the host's key");
+    let listed = text(&control(&worker, &["pairings"]).stdout);
+    assert!(
+        !listed.contains(&host.fingerprint().to_string()),
+        "the worker still lists the host:\n{listed}"
+    );
+    let (remote, stderr) = build(&config, &dir, &worker, &want);
+    assert_eq!(
+        remote, 0,
+        "a host whose user said no ran a compile remotely:\n{stderr}"
+    );
+}
+
 /// A peer that completes the handshake with a key the worker does not know gets one
 /// refusal, whatever it sends first, and nothing else: no welcome, no worker path, no
 /// job; the worker still serves its paired host afterwards.

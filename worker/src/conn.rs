@@ -28,14 +28,15 @@ use offload_shared::Digest;
 use offload_shared::protocol::frame::{FrameStart, write_frame};
 use offload_shared::protocol::{
     FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, PROTOCOL_NAME,
-    PROTOCOL_VERSION, PairRequest, PairResult, ProtocolError, ToolchainOffer, Welcome, payload,
+    PROTOCOL_VERSION, PairConfirm, PairRequest, PairResult, ProtocolError, ToolchainOffer, Welcome,
+    payload,
 };
 use offload_shared::tree::EntryKind;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 
 use crate::job::{JobError, MAX_JOB_BYTES};
-use crate::pairing::Decision;
+use crate::pairing::{Decision, REQUEST_TIMEOUT, Request};
 use crate::quota::{FrameBudget, PeerGuard, QuotaError};
 use crate::server::Worker;
 use crate::shipped::{Owned, check_offer_size};
@@ -408,46 +409,77 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         )
     }
 
-    /// A pairing request: waits for the owner's decision while the host stays, answers,
-    /// and ends the connection.
+    /// A pairing request: waits for the owner's decision while the host stays, answers;
+    /// after a yes, waits for the host's user's yes, and only then pins the host and
+    /// answers again. Ends the connection.
     async fn pair(&mut self, req: PairRequest) -> Result<(), ConnError> {
         let worker = self.worker;
-        let answer = |accepted: bool, reason: String| {
+        let answer = |accepted: bool, reason: &str| {
             Message::PairResult(PairResult {
                 accepted,
                 worker: worker.config.name.clone(),
-                reason,
+                reason: reason.to_owned(),
             })
-        };
-        let Who::Host { key, code, address } = self.who.clone() else {
-            return self.send(&answer(true, String::new()), &[]).await;
         };
         if req.version != PROTOCOL_VERSION {
             let why = format!(
                 "protocol version {} is not supported (this worker speaks {PROTOCOL_VERSION})",
                 req.version
             );
-            return self.send(&answer(false, why), &[]).await;
+            return self.send(&answer(false, &why), &[]).await;
         }
-        if self.paired() {
-            return self.send(&answer(true, "already paired".into()), &[]).await;
+        // A host paired already (or a local peer, which needs no pairing) is accepted at
+        // once; any other waits for the owner.
+        let request = match self.who.clone() {
+            Who::Host { key, code, address } if !self.paired() => {
+                let mut request = match worker.pairings.request(key, code, &req.host, &address) {
+                    Ok(r) => r,
+                    Err(e) => return self.send(&answer(false, &e.to_string()), &[]).await,
+                };
+                let decision = tokio::select! {
+                    d = request.decision() => d,
+                    // The host left or spoke out of turn: the request is withdrawn.
+                    _ = self.rx.recv() => return Ok(()),
+                    () = draining(&mut self.drain) => Decision::Denied,
+                };
+                if decision == Decision::Denied {
+                    let why = "the worker's owner did not allow it";
+                    return self.send(&answer(false, why), &[]).await;
+                }
+                Some(request)
+            }
+            _ => None,
+        };
+        let already = if request.is_none() {
+            "already paired"
+        } else {
+            ""
+        };
+        self.send(&answer(true, already), &[]).await?;
+        // The host's user compares the code too; only their yes pins the host here.
+        let confirmed = tokio::select! {
+            f = tokio::time::timeout(REQUEST_TIMEOUT, self.rx.recv()) => f,
+            () = draining(&mut self.drain) => return Ok(()),
+        };
+        let yes = matches!(
+            confirmed,
+            Ok(Some(Ok(Frame {
+                msg: Message::PairConfirm(PairConfirm { confirmed: true }),
+                ..
+            })))
+        );
+        if !yes {
+            // A no, a departure, a timeout or anything else: the request is withdrawn.
+            return Ok(());
         }
-        let mut request = match worker.pairings.request(key, code, &req.host, &address) {
-            Ok(r) => r,
-            Err(e) => return self.send(&answer(false, e.to_string()), &[]).await,
+        let done = match request.map(Request::complete) {
+            None | Some(Ok(())) => answer(true, already),
+            Some(Err(e)) => {
+                tracing::warn!("cannot pin the host: {e}");
+                answer(false, "the worker could not record the pairing")
+            }
         };
-        let decision = tokio::select! {
-            d = request.decision() => d,
-            // The host left or spoke out of turn: the request is withdrawn.
-            _ = self.rx.recv() => return Ok(()),
-            () = draining(&mut self.drain) => Decision::Denied,
-        };
-        drop(request);
-        let msg = match decision {
-            Decision::Allowed => answer(true, String::new()),
-            Decision::Denied => answer(false, "the worker's owner did not allow it".into()),
-        };
-        self.send(&msg, &[]).await
+        self.send(&done, &[]).await
     }
 
     /// Writes a frame, giving the peer [`Timeouts::stall`] (plus time for its length) to

@@ -5,7 +5,9 @@
 //! handed over out of band: `offload build`'s own local worker, a container started by the
 //! menu-bar app). Anyone else who completes the handshake may only ask to pair: the request
 //! waits, with the code both sides show, until the owner allows or denies it through the
-//! control API (`crate::control`), the host leaves, or [`REQUEST_TIMEOUT`] passes. At most
+//! control API (`crate::control`), the host leaves, or [`REQUEST_TIMEOUT`] passes. An
+//! allowed request pins its host only once the host's user confirmed the code too
+//! ([`Request::complete`]): a "no" on either side pins nothing on either. At most
 //! [`MAX_PENDING`] requests wait at once, so a LAN peer cannot flood the owner's list.
 
 use std::sync::Mutex;
@@ -42,6 +44,9 @@ pub enum PairingError {
     /// Too many requests wait already.
     #[error("too many pairing requests are waiting ({MAX_PENDING}): try again later")]
     Busy,
+    /// The request is gone or was not allowed: nothing to complete.
+    #[error("the pairing request was not allowed")]
+    Withdrawn,
     /// The store of paired hosts could not be read or written.
     #[error(transparent)]
     Pins(#[from] PinError),
@@ -69,6 +74,8 @@ pub struct PendingView {
     pub address: String,
     /// Seconds it has waited.
     pub waiting_secs: u64,
+    /// The owner allowed it; the host's confirmation is awaited.
+    pub allowed: bool,
 }
 
 /// A paired host as the control API shows it.
@@ -129,6 +136,22 @@ impl Request<'_> {
             Ok(Ok(d)) => d,
             _ => Decision::Denied,
         }
+    }
+
+    /// Pins the host of an allowed request, once the host confirmed the code too.
+    pub fn complete(self) -> Result<(), PairingError> {
+        let mut s = self.pairings.lock();
+        let Some(p) = s.pending.iter().find(|p| p.id == self.id) else {
+            return Err(PairingError::Withdrawn);
+        };
+        if p.answer.is_some() {
+            return Err(PairingError::Withdrawn);
+        }
+        let (key, name) = (p.key, p.name.clone());
+        s.pins.reload()?;
+        s.pins.add(Pin::new(key, name.clone()))?;
+        tracing::info!(host = %key.fingerprint(), name, "paired");
+        Ok(())
     }
 }
 
@@ -211,14 +234,14 @@ impl Pairings {
         })
     }
 
-    /// Answers the one request waiting with `code`; allowing pins its host first.
+    /// Answers the one request waiting with `code` (its host is pinned once it confirms).
     pub fn decide(&self, code: &str, decision: Decision) -> Result<PendingView, PairingError> {
         let mut s = self.lock();
         let matching: Vec<usize> = s
             .pending
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.code.to_string() == code.trim())
+            .filter(|(_, p)| p.answer.is_some() && p.code.to_string() == code.trim())
             .map(|(i, _)| i)
             .collect();
         let i = match matching[..] {
@@ -231,16 +254,11 @@ impl Pairings {
                 ));
             }
         };
-        if decision == Decision::Allowed {
-            let (key, name) = (s.pending[i].key, s.pending[i].name.clone());
-            s.pins.reload()?;
-            s.pins.add(Pin::new(key, name))?;
-        }
         let p = &mut s.pending[i];
-        let view = view_of(p);
         if let Some(tx) = p.answer.take() {
             let _ = tx.send(decision);
         }
+        let view = view_of(p);
         tracing::info!(code, host = view.host, ?decision, "pairing decided");
         Ok(view)
     }
@@ -317,6 +335,7 @@ fn view_of(p: &Pending) -> PendingView {
         name: p.name.clone(),
         address: p.address.clone(),
         waiting_secs: p.since.elapsed().as_secs(),
+        allowed: p.answer.is_none(),
     }
 }
 
@@ -352,14 +371,42 @@ mod tests {
         assert_eq!(pending[0].host, host.fingerprint().to_string());
         p.decide(" 042917 ", Decision::Allowed).expect("allowed");
         assert_eq!(req.decision().await, Decision::Allowed);
+        // Allowed, not yet paired: the host's user has not confirmed the code.
+        assert!(!p.is_paired(&host));
+        let (pending, _) = p.list();
+        assert!(pending[0].allowed, "{pending:?}");
+        assert!(
+            matches!(
+                p.decide("042917", Decision::Denied),
+                Err(PairingError::NoSuchCode(_))
+            ),
+            "a decided request is decided again"
+        );
+        req.complete().expect("complete");
         assert!(p.is_paired(&host));
-        drop(req);
-        assert!(p.list().0.is_empty(), "an answered request stays listed");
+        assert!(p.list().0.is_empty(), "a completed request stays listed");
         // Pinned on disk: another process (a restarted worker) sees it.
         assert!(pairings(d.path(), vec![]).is_paired(&host));
         let revoked = p.revoke("laptop").expect("revoke by name");
         assert_eq!(revoked.host, host.fingerprint().to_string());
         assert!(!p.is_paired(&host));
+    }
+
+    /// The owner allowed, the host's user did not confirm (it left): nothing is pinned.
+    #[tokio::test]
+    async fn an_allowed_request_the_host_leaves_pins_nothing() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = pairings(d.path(), vec![]);
+        let host = key();
+        let mut req = p
+            .request(host, code("123456"), "laptop", "10.0.0.2:5000")
+            .expect("request");
+        p.decide("123456", Decision::Allowed).expect("allowed");
+        assert_eq!(req.decision().await, Decision::Allowed);
+        drop(req);
+        assert!(!p.is_paired(&host));
+        assert!(p.list().0.is_empty());
+        assert!(p.list().1.is_empty());
     }
 
     #[tokio::test]

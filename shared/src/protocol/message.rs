@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,10 +52,15 @@ pub enum Message {
     /// Host → worker, instead of [`Message::Hello`], from a host the worker has not paired
     /// with: ask its owner to allow this host (both sides show the handshake's pairing
     /// code). The worker answers [`Message::PairResult`] once its owner decided (or the
-    /// request timed out) and closes the connection.
+    /// request timed out); a refusal closes the connection.
     PairRequest(PairRequest),
-    /// Worker → host: the owner's answer to [`Message::PairRequest`].
+    /// Worker → host: the owner's answer to [`Message::PairRequest`]; after an accepted
+    /// one, and a [`Message::PairConfirm`], the final answer (the host is pinned).
     PairResult(PairResult),
+    /// Host → worker, after an accepted [`Message::PairResult`]: whether the host's user
+    /// confirmed the code too. Only then does the worker pin the host (and answer a final
+    /// [`Message::PairResult`]); a host that closes instead pins nothing on either side.
+    PairConfirm(PairConfirm),
     /// Either side: a protocol error; the connection closes after it.
     Error(ProtocolError),
 }
@@ -285,12 +290,21 @@ pub struct PairRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairResult {
-    /// Whether the host is now paired: its key is pinned on the worker.
+    /// Whether the worker's owner allowed the host (the first answer) or the host is now
+    /// pinned on the worker (the final one).
     pub accepted: bool,
     /// The worker's name, for the host's list of paired workers.
     pub worker: String,
     /// Why not, when not.
     pub reason: String,
+}
+
+/// The host's user's answer to the pairing code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairConfirm {
+    /// Whether the user confirmed that both sides show the same code.
+    pub confirmed: bool,
 }
 
 /// A protocol error; the sender closes the connection.
