@@ -39,6 +39,8 @@ pub struct BuildConfig {
     pub local_nice: i32,
     /// Print why compiles ran locally.
     pub verbose: bool,
+    /// Fraction of remote results to check against a local compile.
+    pub verify_rate: f64,
     /// The command.
     pub command: Vec<String>,
 }
@@ -90,6 +92,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             timeout_secs: 600,
             local_nice: cfg.local_nice,
             scratch: tmp.path().to_owned(),
+            verify_rate: cfg.verify_rate,
         },
         &workers,
         cfg.auth.clone(),
@@ -157,6 +160,9 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     eprintln!("{}", coord.stats.summary(sent, received, started.elapsed()));
     for w in coord.stats.warnings() {
         eprintln!("offload: warning: {w}");
+    }
+    for line in coord.verify.report() {
+        eprintln!("offload: {line}");
     }
     if cfg.verbose {
         let reused = coord

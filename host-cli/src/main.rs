@@ -46,6 +46,12 @@ enum Command {
         /// Do not look for paired workers on the LAN.
         #[arg(long)]
         no_discover: bool,
+        /// Check this share of the remote results against a local compile of the same
+        /// command (0 to 1, or a percentage: 0.1, 10%): a worker whose result differs gets
+        /// no more jobs for that compiler, the local result is used, and the end of the
+        /// build says so.
+        #[arg(long, value_name = "RATE", value_parser = parse_rate, default_value = "0")]
+        verify: f64,
         /// The build command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -139,6 +145,24 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, filtered by `OFFLOAD_LOG`; with `OFFLOAD_LOG_FILE=PATH`, appended to that
 /// file instead, so that a build's own stderr stays exactly what the build printed.
+/// A share: `0.1` or `10%`, from 0 to 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a share (0.1 or 10%)"))?;
+    let v = v / scale;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} is not between 0 and 1 (0% and 100%)"))
+    }
+}
+
 fn init_logging(default_filter: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OFFLOAD_LOG")
@@ -181,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             local_nice,
             verbose,
             no_discover,
+            verify,
             command,
         } => {
             let settings = config::load(&config::dir()?)?;
@@ -197,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 local_slots: jobs.unwrap_or_else(cpus),
                 local_worker_slots: cpus(),
                 verbose,
+                verify_rate: verify,
                 command,
             }))
         }

@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod compare;
 pub mod container;
 pub mod keys;
+pub mod liar;
 pub mod netns;
 pub mod paths;
 pub mod peer;

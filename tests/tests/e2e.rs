@@ -11,6 +11,7 @@
 //! - `harness`: the shared fidelity harness (`shared/fidelity/run.py`) under `offload build`;
 //! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker;
 //! - `ship`: the host's toolchain shipped to a worker without it;
+//! - `verify`: `--verify` against an honest worker and a lying one;
 //! - `soak`: many small jobs against a worker restarted between them; RSS and descriptors flat.
 
 mod builds;
@@ -30,6 +31,7 @@ mod rescan;
 mod ship;
 mod soak;
 mod terminal;
+mod verify;
 
 /// `--worker ADDR -j 1`: the host's own slot count is 1 so that compiles go to the worker.
 fn via(worker: &offload_e2e::NetnsWorker) -> Vec<String> {

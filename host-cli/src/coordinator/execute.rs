@@ -9,18 +9,21 @@ use std::sync::atomic::Ordering;
 use offload_shared::protocol::{ExitStatus, ToolchainKind};
 
 use super::executor::Executor;
-use super::{Coordinator, Outcome, cc1, outputs, prepare};
+use super::{Coordinator, Outcome, cc1, envpolicy, outputs, prepare, verify};
 use crate::classify;
 use crate::ipc::CompileRequest;
 
 impl Coordinator {
-    /// Runs one compile on `exec` (whose slot the caller holds) and writes its outputs.
+    /// Runs one compile on `exec` (whose slot the caller holds) and writes its outputs —
+    /// unless `may_verify` and `--verify` samples it: then they are held back for the
+    /// comparison with a local compile ([`Outcome::Verify`]).
     pub(super) async fn remote(
         &self,
         exec: &Arc<dyn Executor>,
         req: &CompileRequest,
         compile: &classify::Compile,
         rsp_files: &[PathBuf],
+        may_verify: bool,
     ) -> Outcome {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let prepared = prepare::prepare(
@@ -115,6 +118,24 @@ impl Coordinator {
             .map(|o| o.path.clone())
             .zip(res.files)
             .collect();
+        if may_verify && self.verify.sample() {
+            let job = prepared.job;
+            return Outcome::Verify(Box::new(verify::Held {
+                worker: id.clone(),
+                label: exec.label(),
+                compiler: req.compiler.clone(),
+                columns: envpolicy::get(&job.env, "COLUMNS").map(str::to_owned),
+                argv: job.argv,
+                cwd: job.cwd,
+                source: compile.source.display().to_string(),
+                result: verify::Compiled {
+                    status: res.done.status,
+                    stdout: res.stdout,
+                    stderr: res.stderr,
+                    files,
+                },
+            }));
+        }
         let written = {
             let (writable, inputs, umask) = (&prepared.writable, &prepared.inputs, req.umask);
             tokio::task::block_in_place(|| outputs::write(&files, writable, inputs, umask))

@@ -26,6 +26,7 @@ pub mod stats;
 pub mod terminal;
 mod toolchains;
 pub mod tree;
+pub mod verify;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ pub struct Config {
     pub local_nice: i32,
     /// A private directory of this host's for the toolchain probes.
     pub scratch: PathBuf,
+    /// Fraction of remote results checked against a local compile (`--verify`).
+    pub verify_rate: f64,
 }
 
 /// The coordinator's state.
@@ -79,6 +82,8 @@ pub struct Coordinator {
     toolchains: OnceMap<(WorkerId, String), Result<ToolchainInfo, String>>,
     probe_cache: probecache::ProbeCache,
     bundles: ship::Bundles,
+    /// `--verify`: the sample, and the workers a mismatch took out.
+    pub verify: verify::Verify,
 }
 
 impl Coordinator {
@@ -92,6 +97,7 @@ impl Coordinator {
     ) -> Arc<Coordinator> {
         let coord = Arc::new(Coordinator {
             sched: Scheduler::new(config.local_slots.max(1)),
+            verify: verify::Verify::new(config.verify_rate),
             config,
             workers: Registry::default(),
             caches: Arc::new(Caches::default()),
@@ -183,9 +189,9 @@ impl Coordinator {
             }
         };
         tracing::debug!("request received");
-        let outcome = match req {
-            Request::LocalSlot { reason } => Outcome::Local(reason),
-            Request::Compile(req) => self.attempt(&req).await,
+        let outcome = match &req {
+            Request::LocalSlot { reason } => Outcome::Local(reason.clone()),
+            Request::Compile(req) => self.attempt(req).await,
         };
         let (grant, reason) = match outcome {
             Outcome::Done {
@@ -218,6 +224,34 @@ impl Coordinator {
                 self.stats.fell_back_because(&reason);
                 (self.sched.acquire(false, u64::MAX).await, reason)
             }
+            Outcome::Verify(held) => {
+                self.stats.remote.fetch_add(1, Ordering::Relaxed);
+                let grant = self.sched.acquire(false, u64::MAX).await;
+                let Request::Compile(req) = &req else {
+                    return;
+                };
+                match verify::compile_here(&held, &req.env, req.umask, self.config.local_nice).await
+                {
+                    Ok(local) => {
+                        self.verify
+                            .record(&held, verify::difference(&held.result, &local));
+                        drop(grant);
+                        let reply = Reply::Finished {
+                            status: local.status,
+                            stdout_len: local.stdout.len() as u64,
+                        };
+                        let mut payload = local.stdout;
+                        payload.extend_from_slice(&local.stderr);
+                        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
+                            self.stats
+                                .warn(format!("cannot answer a compiler wrapper: {e}"));
+                        }
+                        return;
+                    }
+                    // The wrapper compiles itself, as for any local compile.
+                    Err(e) => (grant, format!("cannot verify here: {e}")),
+                }
+            }
         };
         self.run_local(grant, &reason, r, w).await;
     }
@@ -246,18 +280,21 @@ impl Coordinator {
         // Workers that failed this compiler's probe are skipped; the last failure is the
         // reason if no other worker and no local slot is left.
         let mut failed_probe = Vec::new();
+        // Workers whose result for this compiler failed verification get none of its jobs.
+        let banned = self.verify.banned_for(&req.compiler);
         let (grant, exec) = loop {
-            let grant = self
-                .sched
-                .acquire_excluding(true, cost, failed_probe.clone())
-                .await;
+            let mut exclude = failed_probe.clone();
+            exclude.extend(banned.iter().cloned());
+            let grant = self.sched.acquire_excluding(true, cost, exclude).await;
             let id = match grant.place() {
                 Place::Remote(id) => id.clone(),
                 Place::Local => {
-                    let why = if failed_probe.is_empty() {
-                        "a host slot was free before a worker slot"
-                    } else {
+                    let why = if !failed_probe.is_empty() {
                         "the free workers failed the toolchain probe"
+                    } else if !banned.is_empty() {
+                        "the free workers failed verification for this compiler"
+                    } else {
+                        "a host slot was free before a worker slot"
                     };
                     return Outcome::LocalGranted(grant, why.into());
                 }
@@ -272,7 +309,7 @@ impl Coordinator {
                 Err(_) => failed_probe.push(id),
             }
         };
-        let outcome = self.remote(&exec, req, &compile, &rsp_files).await;
+        let outcome = self.remote(&exec, req, &compile, &rsp_files, true).await;
         drop(grant);
         outcome
     }
@@ -321,6 +358,9 @@ enum Outcome {
     LocalGranted(Grant, String),
     /// The remote attempt failed; it runs locally.
     FellBack(String),
+    /// The compile ran remotely and is to be verified: it runs here too, and the local
+    /// result is the build's.
+    Verify(Box<verify::Held>),
 }
 
 /// Expands response files (relative to the compile's directory).

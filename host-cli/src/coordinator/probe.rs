@@ -115,7 +115,10 @@ pub async fn run(
             stderr_tty: false,
             stdin_columns: None,
         };
-        let (status, stdout, stderr) = match coord.remote(exec, &probe_req, &compile, &[]).await {
+        let (status, stdout, stderr) = match coord
+            .remote(exec, &probe_req, &compile, &[], false)
+            .await
+        {
             Outcome::Done {
                 status,
                 stdout,
@@ -125,6 +128,7 @@ pub async fn run(
             Outcome::Local(why) | Outcome::LocalGranted(_, why) | Outcome::FellBack(why) => {
                 return Err(why);
             }
+            Outcome::Verify(_) => return Err("a probe is never held back for verification".into()),
         };
         let remote_files = take_new(&cwd, &before)?;
         let local_status = match local.status.code() {
