@@ -82,7 +82,10 @@ pub async fn follow(
                 // An update that changes the preferred address (one resolved later, an
                 // IPv4 address after a link-local one, a new DHCP lease) moves the worker.
                 match joined.get(&id) {
-                    Some(old) if *old == wid => continue,
+                    Some(old) if *old == wid => {
+                        coord.set_lending(old, w.ad.donating);
+                        continue;
+                    }
                     Some(old) => {
                         tracing::info!(worker = %old, to = spec.addr, "moved on the LAN");
                         coord.remove_worker(old);
@@ -93,9 +96,12 @@ pub async fn follow(
                     continue;
                 }
                 let exec = Worker::new(spec.addr.clone(), auth.clone(), spec.expect);
-                joined.insert(id, wid);
+                joined.insert(id, wid.clone());
                 tracing::info!(worker = spec.addr, name = w.ad.name, "found on the LAN");
                 coord.add_worker(Arc::new(exec)).await;
+                if !w.ad.donating {
+                    coord.set_lending(&wid, false);
+                }
             }
             BrowseEvent::Removed { id, cause } => {
                 if let Some(wid) = joined.remove(id.as_str()) {

@@ -44,6 +44,13 @@ enum Action {
         /// The host's fingerprint or name.
         host: String,
     },
+    /// Stop lending this machine's cores: new jobs are refused, running ones stop within
+    /// the give-back grace, and hosts run them elsewhere.
+    Pause,
+    /// Lend again (when the idle policy allows).
+    Resume,
+    /// Whether the worker lends its cores now, and why.
+    Status,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +114,10 @@ struct WorkerLimits {
     /// On SIGTERM or Ctrl-C, seconds running jobs get to finish before they are stopped.
     #[arg(long, default_value_t = 8)]
     drain_secs: u64,
+    /// When the machine stops being idle (or lending is paused), milliseconds running
+    /// jobs get to finish before they are stopped and handed back.
+    #[arg(long, default_value_t = 1000)]
+    give_back_ms: u64,
 }
 
 impl WorkerLimits {
@@ -130,6 +141,7 @@ impl WorkerLimits {
             stall: Duration::from_secs(self.stall_secs.max(1)),
         };
         config.drain = Duration::from_secs(self.drain_secs);
+        config.give_back_grace = Duration::from_millis(self.give_back_ms);
     }
 }
 
@@ -213,15 +225,22 @@ async fn follow_state(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    // A change of lending is announced at once, not at the next tick.
+    let mut lending = worker.donation().subscribe();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Ok(()) = lending.changed() => {}
             _ = &mut stop => break,
         }
         let mut ad = adv.ad().clone();
         ad.free_slots = u16::try_from(worker.free_slots())
             .unwrap_or(u16::MAX)
             .min(ad.slots);
+        let now = worker.donation().current();
+        ad.donating = now.donating;
+        ad.reason = offload_discovery::Reason::parse(&now.why)
+            .unwrap_or_else(|_| offload_discovery::Reason::Other("other".into()));
         if let Err(e) = adv.update(ad) {
             tracing::debug!("cannot update the announcement: {e}");
         }
@@ -260,6 +279,9 @@ async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
         Action::Allow { code } => ControlRequest::Allow { code },
         Action::Deny { code } => ControlRequest::Deny { code },
         Action::Revoke { host } => ControlRequest::Revoke { host },
+        Action::Pause => ControlRequest::Pause {},
+        Action::Resume => ControlRequest::Resume {},
+        Action::Status => ControlRequest::Status {},
     };
     let path = dir.join(control::SOCKET_NAME);
     let reply = control::call(&path, &req)
@@ -294,6 +316,14 @@ async fn manage(action: Action, dir: &Path) -> anyhow::Result<i32> {
             );
         }
         ControlReply::Revoked { host } => println!("unpaired {} ({})", host.name, host.host),
+        ControlReply::Lending {
+            donating,
+            why,
+            since_secs,
+        } => println!(
+            "{} ({why}) for {since_secs} s",
+            if donating { "lending" } else { "not lending" }
+        ),
         ControlReply::Error { message } => bail!("{message}"),
     }
     Ok(0)
@@ -335,7 +365,7 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
     let pins = PinStore::open(dir, PeerRole::Hosts)?;
     let pairings = Arc::new(Pairings::new(pins, a.trust_hosts));
     let worker = offload_worker::Worker::new(config, identity, pairings.clone())?;
-    let _control = control::listen(dir, pairings)?;
+    let _control = control::listen(dir, pairings, worker.donation().clone())?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;

@@ -20,6 +20,7 @@ pub mod compare;
 pub mod container;
 pub mod keys;
 pub mod liar;
+pub mod logs;
 pub mod netns;
 pub mod paths;
 pub mod peer;

@@ -576,6 +576,20 @@ impl NetnsWorker {
         &self.log
     }
 
+    /// `offload worker ARGS` against this worker's control socket, run in its mount
+    /// namespace (its state directory is in its private `/tmp`).
+    pub fn control(&self, args: &[&str]) -> crate::cmd::Output {
+        let pid = self.pid().expect("the worker runs").to_string();
+        let mut argv: Vec<String> = ["nsenter", "-t", &pid, "-m", "--"]
+            .map(String::from)
+            .to_vec();
+        argv.push(worker_bin().to_string_lossy().into_owned());
+        argv.push("worker".into());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.extend(["--state-dir".into(), "/tmp/offload-worker-state".into()]);
+        crate::cmd::Cmd::new(argv, std::path::Path::new("/")).run()
+    }
+
     /// What the worker printed.
     pub fn log_text(&self) -> String {
         let mut s = String::new();

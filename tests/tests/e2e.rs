@@ -11,6 +11,7 @@
 //! - `harness`: the shared fidelity harness (`shared/fidelity/run.py`) under `offload build`;
 //! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker;
 //! - `ship`: the host's toolchain shipped to a worker without it;
+//! - `lending`: a worker whose owner takes its cores back mid-build;
 //! - `verify`: `--verify` against an honest worker and a lying one;
 //! - `soak`: many small jobs against a worker restarted between them; RSS and descriptors flat.
 
@@ -25,6 +26,7 @@ mod hostile_container;
 mod hostile_job;
 mod hostile_toolchain;
 mod hostile_tree;
+mod lending;
 mod pairing;
 mod probe;
 mod rescan;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use offload_e2e::cmd::{Cmd, Output, Status};
-use offload_e2e::paths::{offload_bin, worker_bin};
+use offload_e2e::paths::offload_bin;
 use offload_e2e::peer::{self, Peer};
 use offload_e2e::{NetnsWorker, Twice, projects, run_twice};
 use offload_secure::{Identity, PeerRole, Pin, PinStore};
@@ -20,18 +20,8 @@ fn offload(config: &Path, cwd: &Path, args: &[&str]) -> Cmd {
     Cmd::new(argv, cwd).env("OFFLOAD_CONFIG_DIR", &config.to_string_lossy())
 }
 
-/// `offload worker ARGS` against `worker`'s control socket, run in its mount namespace
-/// (its state directory is in its private `/tmp`).
 fn control(worker: &NetnsWorker, args: &[&str]) -> Output {
-    let pid = worker.pid().expect("the worker runs").to_string();
-    let mut argv: Vec<String> = ["nsenter", "-t", &pid, "-m", "--"]
-        .map(String::from)
-        .to_vec();
-    argv.push(worker_bin().to_string_lossy().into_owned());
-    argv.push("worker".into());
-    argv.extend(args.iter().map(|a| a.to_string()));
-    argv.extend(["--state-dir".into(), "/tmp/offload-worker-state".into()]);
-    Cmd::new(argv, Path::new("/")).run()
+    worker.control(args)
 }
 
 fn text(b: &[u8]) -> String {
@@ -480,26 +470,6 @@ fn a_worker_s_free_slots_are_seen_by_the_host() {
     assert_eq!(slots_seen(), "1/1", "after the job");
 }
 
-/// Seconds since midnight UTC of a log line's RFC 3339 timestamp (`…THH:MM:SS.ffffffZ …`).
-fn log_second_of_day(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split('T').nth(1)?;
-    let time = time.trim_end_matches('Z');
-    let mut parts = time.split(':');
-    let (h, m, s): (f64, f64, f64) = (
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    );
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-fn second_of_day(t: std::time::SystemTime) -> f64 {
-    let since = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    since.as_secs_f64() % 86_400.0
-}
-
 /// Files in the store of the worker (run in its mount namespace).
 fn stored_files(worker: &NetnsWorker) -> usize {
     let pid = worker.pid().expect("the worker runs").to_string();
@@ -610,10 +580,10 @@ fn two_workers_on_one_bridge() {
         .lines()
         .find(|l| l.contains("worker failed") && l.contains(&gone_addr))
         .unwrap_or_else(|| panic!("the vanished worker was never dropped\n{log}"));
-    let noticed = log_second_of_day(dropped).expect("a timestamp");
-    let after = (noticed - second_of_day(at)).rem_euclid(86_400.0);
+    let noticed = offload_e2e::logs::second_of_day(dropped).expect("a timestamp");
+    let after = offload_e2e::logs::seconds_after(noticed, offload_e2e::logs::second_of_day_at(at));
     assert!(
-        after < 5.0,
+        (0.0..5.0).contains(&after),
         "the vanished worker was dropped {after:.1} s after it left:\n{dropped}"
     );
     assert!(

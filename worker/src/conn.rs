@@ -27,14 +27,15 @@ use offload_secure::{PairingCode, PublicKey};
 use offload_shared::Digest;
 use offload_shared::protocol::frame::{FrameStart, write_frame};
 use offload_shared::protocol::{
-    FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, PROTOCOL_NAME,
-    PROTOCOL_VERSION, PairConfirm, PairRequest, PairResult, ProtocolError, ToolchainOffer, Welcome,
-    payload,
+    FrameError, JobRejected, JobRequest, Limits, Message, NeedBlobs, NeedToolchain, NotDonating,
+    PROTOCOL_NAME, PROTOCOL_VERSION, PairConfirm, PairRequest, PairResult, ProtocolError,
+    ToolchainOffer, Welcome, payload,
 };
 use offload_shared::tree::EntryKind;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 
+use crate::donation;
 use crate::job::{JobError, MAX_JOB_BYTES};
 use crate::pairing::{Decision, REQUEST_TIMEOUT, Request};
 use crate::quota::{FrameBudget, PeerGuard, QuotaError};
@@ -293,6 +294,8 @@ struct Conn<'a, W> {
 enum During {
     /// It ran, was cancelled or stopped.
     Ran(Result<(offload_shared::protocol::JobDone, Vec<u8>), JobError>),
+    /// The worker stopped lending its cores (and why): the job was stopped.
+    GivenBack(String),
     /// The peer left.
     Left,
     /// The peer's next frame was bad.
@@ -605,6 +608,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             self.reject(id, &JobError::Stopping).await?;
             return Ok(Next::Close);
         }
+        let lending = self.worker.donation.current();
+        if !lending.donating {
+            return self.not_donating(id, lending.why).await;
+        }
         // A tree or working directory the job root would refuse is refused before its
         // blobs are asked for: they would only churn the store.
         let early = offload_shared::tree::validate(&job.tree)
@@ -680,9 +687,19 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let during = {
             let run = worker.run_job(job, &self.mine, self.peer);
             tokio::pin!(run);
+            let mut lending = worker.donation.subscribe();
+            let grace = worker.config.give_back_grace;
+            let give_back = async {
+                let why = donation::given_back(&mut lending).await;
+                tokio::time::sleep(grace).await;
+                why
+            };
+            tokio::pin!(give_back);
             loop {
                 tokio::select! {
                     r = &mut run => break During::Ran(r),
+                    // Dropping the job kills it.
+                    why = &mut give_back => break During::GivenBack(why),
                     f = self.rx.recv() => match f {
                         // The peer left: dropping the job kills it.
                         None => break During::Left,
@@ -699,6 +716,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         };
         let result = match during {
             During::Ran(r) => r,
+            During::GivenBack(why) => return self.not_donating(id, why).await,
             During::Left => return Ok(Next::Close),
             During::Failed(e) => {
                 self.fail(e).await?;
@@ -711,9 +729,22 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             }
         };
         match result {
-            Ok((done, payload)) => self.send(&Message::JobDone(done), &payload).await?,
+            Ok((done, payload)) => {
+                tracing::info!(job_id = id, compile_ms = done.compile_ms, "job done");
+                self.send(&Message::JobDone(done), &payload).await?
+            }
             Err(e) => self.reject(id, &e).await?,
         }
+        Ok(Next::Continue)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Conn<'_, W> {
+    /// Answers a job the worker does not run, or stopped, because it does not lend now.
+    async fn not_donating(&mut self, job_id: u64, why: String) -> Result<Next, ConnError> {
+        tracing::info!(job_id, why, "job given back");
+        let msg = Message::NotDonating(NotDonating { job_id, why });
+        self.send(&msg, &[]).await?;
         Ok(Next::Continue)
     }
 }

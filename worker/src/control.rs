@@ -11,6 +11,8 @@
 //! ← {"result":"decided","request":{…}}
 //! → {"op":"revoke","host":"laptop"}
 //! ← {"result":"revoked","host":{…}}
+//! → {"op":"pause"}                       (also "resume", "status")
+//! ← {"result":"lending","donating":false,"why":"paused-by-user","since_secs":0}
 //! ← {"result":"error","message":"no pairing request waits with code 123456"}
 //! ```
 
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::donation::Donation;
 use crate::pairing::{Decision, PairedView, Pairings, PendingView};
 
 /// The socket's name in the state directory.
@@ -51,6 +54,12 @@ pub enum ControlRequest {
         /// The host.
         host: String,
     },
+    /// Stop lending (the owner's pause).
+    Pause {},
+    /// Lend again, as the idle policy allows.
+    Resume {},
+    /// Whether the worker lends now.
+    Status {},
 }
 
 /// An answer.
@@ -73,6 +82,15 @@ pub enum ControlReply {
     Revoked {
         /// The host unpaired.
         host: PairedView,
+    },
+    /// To pause, resume and status: the lending state after it.
+    Lending {
+        /// Whether jobs are taken.
+        donating: bool,
+        /// Why (a token).
+        why: String,
+        /// Seconds the state has held.
+        since_secs: u64,
     },
     /// The request failed.
     Error {
@@ -104,7 +122,11 @@ pub enum ControlError {
 
 /// Listens on `DIR/control.sock` (replacing a stale socket) and serves requests until the
 /// task is dropped.
-pub fn listen(dir: &Path, pairings: Arc<Pairings>) -> Result<ControlServer, ControlError> {
+pub fn listen(
+    dir: &Path,
+    pairings: Arc<Pairings>,
+    donation: Arc<Donation>,
+) -> Result<ControlServer, ControlError> {
     let path = dir.join(SOCKET_NAME);
     let err = |source| ControlError::Socket {
         path: path.clone(),
@@ -119,7 +141,7 @@ pub fn listen(dir: &Path, pairings: Arc<Pairings>) -> Result<ControlServer, Cont
     }
     let listener = UnixListener::bind(&path).map_err(err)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    let task = tokio::spawn(accept_loop(listener, pairings));
+    let task = tokio::spawn(accept_loop(listener, Targets { pairings, donation }));
     Ok(ControlServer { path, task })
 }
 
@@ -144,15 +166,24 @@ impl Drop for ControlServer {
     }
 }
 
-async fn accept_loop(listener: UnixListener, pairings: Arc<Pairings>) {
+/// What the control API acts on.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The pairings.
+    pub pairings: Arc<Pairings>,
+    /// The lending state.
+    pub donation: Arc<Donation>,
+}
+
+async fn accept_loop(listener: UnixListener, targets: Targets) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let pairings = pairings.clone();
+        let targets = targets.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_one(stream, &pairings).await {
+            if let Err(e) = serve_one(stream, &targets).await {
                 tracing::debug!("control connection: {e}");
             }
         });
@@ -168,7 +199,7 @@ fn peer_allowed(stream: &UnixStream) -> bool {
         .is_ok_and(|c| c.uid() == me || c.uid() == 0)
 }
 
-async fn serve_one(stream: UnixStream, pairings: &Pairings) -> std::io::Result<()> {
+async fn serve_one(stream: UnixStream, targets: &Targets) -> std::io::Result<()> {
     if !peer_allowed(&stream) {
         tracing::warn!("control socket: a connection from another user was refused");
         return Ok(());
@@ -182,7 +213,7 @@ async fn serve_one(stream: UnixStream, pairings: &Pairings) -> std::io::Result<(
             }
         } else {
             match serde_json::from_str::<ControlRequest>(&line) {
-                Ok(req) => handle(pairings, req),
+                Ok(req) => handle(targets, req),
                 Err(e) => ControlReply::Error {
                     message: format!("bad request: {e}"),
                 },
@@ -196,11 +227,29 @@ async fn serve_one(stream: UnixStream, pairings: &Pairings) -> std::io::Result<(
 }
 
 /// Carries out one request.
-pub fn handle(pairings: &Pairings, req: ControlRequest) -> ControlReply {
+pub fn handle(targets: &Targets, req: ControlRequest) -> ControlReply {
     let error = |e: crate::pairing::PairingError| ControlReply::Error {
         message: e.to_string(),
     };
+    let pairings = &targets.pairings;
+    let lending = |d: &Donation| {
+        let now = d.current();
+        ControlReply::Lending {
+            donating: now.donating,
+            why: now.why,
+            since_secs: d.since().elapsed().as_secs(),
+        }
+    };
     match req {
+        ControlRequest::Pause {} => {
+            targets.donation.set_paused(true);
+            lending(&targets.donation)
+        }
+        ControlRequest::Resume {} => {
+            targets.donation.set_paused(false);
+            lending(&targets.donation)
+        }
+        ControlRequest::Status {} => lending(&targets.donation),
         ControlRequest::Pairings {} => {
             let (pending, paired) = pairings.list();
             ControlReply::Pairings { pending, paired }
@@ -268,6 +317,8 @@ mod tests {
             (r#"{"op":"allow"}"#, None),
             (r#"{"op":"format_disk"}"#, None),
             (r#"{"op":"pairings","extra":1}"#, None),
+            (r#"{"op":"pause"}"#, Some(ControlRequest::Pause {})),
+            (r#"{"op":"status","x":1}"#, None),
             ("not json", None),
         ];
         for (line, want) in cases {
@@ -281,7 +332,8 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let pins = PinStore::open(d.path(), PeerRole::Hosts).expect("pins");
         let pairings = Arc::new(Pairings::new(pins, Vec::new()));
-        let server = listen(&d.path().join("state"), pairings).expect("listen");
+        let donation = Arc::new(Donation::new(crate::donation::Lending::yes("idle")));
+        let server = listen(&d.path().join("state"), pairings, donation.clone()).expect("listen");
         let mode = std::fs::metadata(server.path())
             .expect("socket")
             .permissions()
@@ -307,6 +359,22 @@ mod tests {
         .expect("answer");
         assert!(
             matches!(&reply, ControlReply::Error { message } if message.contains("123456")),
+            "{reply:?}"
+        );
+        // Pause and resume reach the lending state.
+        let reply = call(server.path(), &ControlRequest::Pause {})
+            .await
+            .expect("answer");
+        assert!(
+            matches!(&reply, ControlReply::Lending { donating: false, why, .. } if why == "paused-by-user"),
+            "{reply:?}"
+        );
+        assert!(!donation.current().donating);
+        let reply = call(server.path(), &ControlRequest::Resume {})
+            .await
+            .expect("answer");
+        assert!(
+            matches!(reply, ControlReply::Lending { donating: true, .. }),
             "{reply:?}"
         );
         let path = server.path().to_owned();

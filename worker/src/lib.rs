@@ -13,6 +13,7 @@ pub mod asshim;
 pub mod command;
 pub mod conn;
 pub mod control;
+pub mod donation;
 pub mod harvest;
 pub mod inventory;
 pub mod job;

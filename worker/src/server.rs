@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::conn::{self, Drain, Timeouts, Who};
+use crate::donation::{Donation, Lending};
 use crate::jobroot::JobUser;
 use crate::pairing::Pairings;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
@@ -51,6 +52,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// How long running jobs may finish once the worker is told to stop.
     pub drain: Duration,
+    /// How long running jobs may finish once the worker stops lending (its owner is
+    /// back): with the policy's sampling, the cores are free within 2 s.
+    pub give_back_grace: Duration,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             quotas: None,
             timeouts: Timeouts::default(),
             drain: Duration::from_secs(8),
+            give_back_grace: Duration::from_millis(1000),
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct Worker {
     identity: Identity,
     /// Which hosts may run jobs; the requests waiting for the owner.
     pub(crate) pairings: Arc<Pairings>,
+    /// Whether it lends its cores now.
+    pub(crate) donation: Arc<Donation>,
 }
 
 /// Why the worker could not start.
@@ -202,6 +209,7 @@ impl Worker {
             drain: watch::Sender::new(Drain::Serving),
             identity,
             pairings,
+            donation: Arc::new(Donation::new(Lending::yes(crate::donation::IDLE))),
             config,
         }))
     }
@@ -224,6 +232,12 @@ impl Worker {
     /// The pairings (for the control API).
     pub fn pairings(&self) -> &Arc<Pairings> {
         &self.pairings
+    }
+
+    /// Whether it lends its cores (for the control API, the idle policy, the
+    /// announcement).
+    pub fn donation(&self) -> &Arc<Donation> {
+        &self.donation
     }
 
     /// The connection time limits.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use offload_shared::protocol::{ExitStatus, ToolchainKind};
 
 use super::executor::Executor;
+use super::remote::RemoteError;
 use super::{Coordinator, Outcome, cc1, envpolicy, outputs, prepare, verify};
 use crate::classify;
 use crate::ipc::CompileRequest;
@@ -63,6 +64,11 @@ impl Coordinator {
             Ok(res) => {
                 self.sched.worker_ok(id);
                 res
+            }
+            Err(RemoteError::NotLending { why, .. }) => {
+                self.sched.worker_not_lending(id);
+                tracing::info!(worker = exec.label(), why, "the worker gave its cores back");
+                return Outcome::Elsewhere(format!("the worker gave its cores back ({why})"));
             }
             Err(e) => {
                 if e.blames_worker()

@@ -141,6 +141,16 @@ impl Coordinator {
         }
     }
 
+    /// Follows a worker's announced lending state: one that gave its cores back gets no
+    /// jobs until it lends again.
+    pub fn set_lending(&self, id: &WorkerId, lending: bool) {
+        if lending {
+            self.sched.worker_lends(id);
+        } else {
+            self.sched.worker_not_lending(id);
+        }
+    }
+
     /// Removes a backend that is gone: no new job goes there; jobs running there end
     /// as its connections do, and fall back.
     pub fn remove_worker(&self, id: &WorkerId) {
@@ -220,7 +230,8 @@ impl Coordinator {
                 self.stats.local_because(&reason);
                 (self.sched.acquire(false, u64::MAX).await, reason)
             }
-            Outcome::FellBack(reason) => {
+            // `attempt` places it again; should one reach here, it runs locally.
+            Outcome::FellBack(reason) | Outcome::Elsewhere(reason) => {
                 self.stats.fell_back_because(&reason);
                 (self.sched.acquire(false, u64::MAX).await, reason)
             }
@@ -282,36 +293,46 @@ impl Coordinator {
         let mut failed_probe = Vec::new();
         // Workers whose result for this compiler failed verification get none of its jobs.
         let banned = self.verify.banned_for(&req.compiler);
-        let (grant, exec) = loop {
-            let mut exclude = failed_probe.clone();
-            exclude.extend(banned.iter().cloned());
-            let grant = self.sched.acquire_excluding(true, cost, exclude).await;
-            let id = match grant.place() {
-                Place::Remote(id) => id.clone(),
-                Place::Local => {
-                    let why = if !failed_probe.is_empty() {
-                        "the free workers failed the toolchain probe"
-                    } else if !banned.is_empty() {
-                        "the free workers failed verification for this compiler"
-                    } else {
-                        "a host slot was free before a worker slot"
-                    };
-                    return Outcome::LocalGranted(grant, why.into());
+        // Workers that gave this job back (they stopped lending) are not asked again.
+        let mut gave_back: Vec<WorkerId> = Vec::new();
+        loop {
+            let (grant, exec) = loop {
+                let mut exclude = failed_probe.clone();
+                exclude.extend(banned.iter().cloned());
+                exclude.extend(gave_back.iter().cloned());
+                let grant = self.sched.acquire_excluding(true, cost, exclude).await;
+                let id = match grant.place() {
+                    Place::Remote(id) => id.clone(),
+                    Place::Local => {
+                        let why = if !gave_back.is_empty() {
+                            "the worker gave its cores back"
+                        } else if !failed_probe.is_empty() {
+                            "the free workers failed the toolchain probe"
+                        } else if !banned.is_empty() {
+                            "the free workers failed verification for this compiler"
+                        } else {
+                            "a host slot was free before a worker slot"
+                        };
+                        return Outcome::LocalGranted(grant, why.into());
+                    }
+                };
+                // A worker removed since it was granted is skipped like one that failed.
+                let probed = match self.workers.get(&id) {
+                    Some(exec) => self.probe(&exec, req, cxx).await.map(|()| exec),
+                    None => Err("the worker is gone".into()),
+                };
+                match probed {
+                    Ok(exec) => break (grant, exec),
+                    Err(_) => failed_probe.push(id),
                 }
             };
-            // A worker removed since it was granted is skipped like one that failed.
-            let probed = match self.workers.get(&id) {
-                Some(exec) => self.probe(&exec, req, cxx).await.map(|()| exec),
-                None => Err("the worker is gone".into()),
-            };
-            match probed {
-                Ok(exec) => break (grant, exec),
-                Err(_) => failed_probe.push(id),
+            let outcome = self.remote(&exec, req, &compile, &rsp_files, true).await;
+            drop(grant);
+            match outcome {
+                Outcome::Elsewhere(_) => gave_back.push(exec.id().clone()),
+                other => return other,
             }
-        };
-        let outcome = self.remote(&exec, req, &compile, &rsp_files, true).await;
-        drop(grant);
-        outcome
+        }
     }
 
     /// Tells the wrapper to compile itself and holds `grant` until it has finished (its
@@ -358,6 +379,9 @@ enum Outcome {
     LocalGranted(Grant, String),
     /// The remote attempt failed; it runs locally.
     FellBack(String),
+    /// The worker gave the job back without running it to the end (it stopped lending):
+    /// the job is placed again, on another worker or here.
+    Elsewhere(String),
     /// The compile ran remotely and is to be verified: it runs here too, and the local
     /// result is the build's.
     Verify(Box<verify::Held>),

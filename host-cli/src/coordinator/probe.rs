@@ -125,7 +125,10 @@ pub async fn run(
                 stderr,
             } => (status, stdout, stderr),
             // Our own probe cannot be compiled there (or here: a failed scan): prove nothing.
-            Outcome::Local(why) | Outcome::LocalGranted(_, why) | Outcome::FellBack(why) => {
+            Outcome::Local(why)
+            | Outcome::LocalGranted(_, why)
+            | Outcome::FellBack(why)
+            | Outcome::Elsewhere(why) => {
                 return Err(why);
             }
             Outcome::Verify(_) => return Err("a probe is never held back for verification".into()),

@@ -50,6 +50,15 @@ pub enum RemoteError {
     /// The worker did not answer in time.
     #[error("worker {0} did not answer in time")]
     Timeout(String),
+    /// The worker gave its cores back (its owner is back, it was paused): it runs
+    /// nothing until it lends again.
+    #[error("worker {addr} does not lend its cores now ({why})")]
+    NotLending {
+        /// The worker.
+        addr: String,
+        /// Its reason (a token).
+        why: String,
+    },
     /// The worker declined the job.
     #[error("worker {addr} declined the job: {reason}")]
     Rejected {
@@ -90,7 +99,7 @@ impl RemoteError {
             | RemoteError::Timeout(_)
             | RemoteError::Rejected { .. }
             | RemoteError::Invalid { .. } => true,
-            RemoteError::HostFile { .. } => false,
+            RemoteError::HostFile { .. } | RemoteError::NotLending { .. } => false,
         }
     }
 }
@@ -467,7 +476,12 @@ impl Worker {
         let result = tokio::time::timeout(limit, self.exchange(&mut conn, job))
             .await
             .map_err(|_| RemoteError::Timeout(self.addr.clone()))?;
-        if result.is_ok() || matches!(result, Err(RemoteError::Rejected { .. })) {
+        if result.is_ok()
+            || matches!(
+                result,
+                Err(RemoteError::Rejected { .. } | RemoteError::NotLending { .. })
+            )
+        {
             self.put_idle(conn);
         }
         result
@@ -531,6 +545,12 @@ impl Worker {
                         stdout,
                         stderr,
                         files: parts.collect(),
+                    });
+                }
+                Message::NotDonating(n) if n.job_id == id => {
+                    return Err(RemoteError::NotLending {
+                        addr: self.addr.clone(),
+                        why: n.why,
                     });
                 }
                 Message::JobRejected(r) if r.job_id == id => {

@@ -66,6 +66,8 @@ struct WorkerSlots {
     in_flight: usize,
     down_until: Option<Instant>,
     backoff: Duration,
+    /// The pause is because it gave its cores back, not because it failed.
+    not_lending: bool,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,9 @@ pub struct Scheduler {
 /// The first pause after a worker fails; it doubles on each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a worker that gave its cores back waits before it is tried again, unless its
+/// announcement says it lends again first.
+pub const NOT_LENDING_RECHECK: Duration = Duration::from_secs(30);
 /// How often a waiting job looks again (a paused worker coming back does not notify).
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -132,6 +137,7 @@ impl Scheduler {
                 in_flight: 0,
                 down_until: None,
                 backoff: FIRST_BACKOFF,
+                not_lending: false,
             });
             w.slots = slots.max(1);
             w.queue = queue;
@@ -200,12 +206,38 @@ impl Scheduler {
         started
     }
 
+    /// Records that worker `id` does not lend its cores now: no jobs for it until it is
+    /// seen lending again ([`Scheduler::worker_ok`], from its announcement) or, for a
+    /// worker that is not announced, until [`NOT_LENDING_RECHECK`] has passed.
+    pub fn worker_not_lending(&self, id: &WorkerId) {
+        self.update(|s| {
+            if let Some(w) = s.workers.get_mut(id) {
+                w.down_until = Some(Instant::now() + NOT_LENDING_RECHECK);
+                w.not_lending = true;
+            }
+        });
+    }
+
+    /// Records that worker `id` says it lends again: a pause for not lending ends (one
+    /// for failing does not).
+    pub fn worker_lends(&self, id: &WorkerId) {
+        self.update(|s| {
+            if let Some(w) = s.workers.get_mut(id)
+                && w.not_lending
+            {
+                w.not_lending = false;
+                w.down_until = None;
+            }
+        });
+    }
+
     /// Records that worker `id` completed a job: its pause resets.
     pub fn worker_ok(&self, id: &WorkerId) {
         self.update(|s| {
             if let Some(w) = s.workers.get_mut(id) {
                 w.down_until = None;
                 w.backoff = FIRST_BACKOFF;
+                w.not_lending = false;
             }
         });
     }
@@ -328,6 +360,22 @@ mod tests {
         assert_eq!(try_now(&s, true), None);
         s.worker_ok(&id("w"));
         assert_eq!(s.acquire(true, 0).await.place(), &remote("w"));
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_gave_back_waits_until_it_lends_again() {
+        let s = Scheduler::new(0);
+        s.add_worker(id("w"), 1, 0);
+        s.worker_not_lending(&id("w"));
+        assert_eq!(try_now(&s, true), None);
+        // Its announcement says it lends again.
+        s.worker_lends(&id("w"));
+        assert_eq!(try_now(&s, true), Some(remote("w")));
+        // A failing worker's pause is not ended by an announcement.
+        s.add_worker(id("f"), 1, 0);
+        s.worker_failed(&id("f"));
+        s.worker_lends(&id("f"));
+        assert_eq!(try_now(&s, true), None);
     }
 
     #[tokio::test]

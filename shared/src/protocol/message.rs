@@ -9,7 +9,7 @@ use crate::tree::TreeEntry;
 /// The protocol's name, sent in [`Hello`].
 pub const PROTOCOL_NAME: &str = "offload";
 /// This build's protocol version. Peers with another version refuse each other.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Every message, tagged by `type` with its fields under `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,10 @@ pub enum Message {
     /// Worker → host: the job was not run (no matching compiler, bad tree, full disk…).
     /// The host compiles locally.
     JobRejected(JobRejected),
+    /// Worker → host: the worker does not lend its cores now (its owner is back, it is
+    /// paused…), so the job was not run, or was stopped; the host runs it elsewhere and
+    /// sends this worker nothing until it lends again (its announcement says when).
+    NotDonating(NotDonating),
     /// Host → worker, while a job runs: stop it (its result is no longer wanted). The
     /// worker answers the job with [`Message::JobRejected`]; a cancel for a job that is
     /// not running is ignored.
@@ -266,6 +270,16 @@ pub struct JobRejected {
     pub job_id: u64,
     /// Why, for the host's log.
     pub reason: String,
+}
+
+/// A job not run, or stopped, because the worker gave its cores back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotDonating {
+    /// The job.
+    pub job_id: u64,
+    /// Why the worker does not lend now (a token: `busy-owner`, `paused-by-user`, …).
+    pub why: String,
 }
 
 /// Stop a running job.

@@ -11,6 +11,7 @@
 //! host  -> Blobs          (payload: those files' bytes)
 //! worker-> JobDone        (status, stdout, stderr and output files in the payload)
 //!        | JobRejected    (the worker cannot run it: the host compiles locally)
+//!        | NotDonating    (the worker gave its cores back: the job runs elsewhere)
 //! ```
 //! Before a compiler's first job the host asks how the worker runs it; a worker of the
 //! host's architecture that cannot may be sent the host's own toolchain:
