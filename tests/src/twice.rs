@@ -48,6 +48,28 @@ impl Both {
         self.dir.join("plain")
     }
 
+    /// A build of `project` that lost its worker partway (`what` says how, for messages):
+    /// every compiler call counted once, some compiled remotely, not all.
+    pub fn assert_partly_remote(&self, project: &crate::projects::Project, what: &str) {
+        let s = &self.summary;
+        assert_eq!(
+            s.calls,
+            (project.objects + project.links) as u64,
+            "every compiler call is counted once\n{}",
+            self.context()
+        );
+        assert!(
+            s.remote >= 1,
+            "nothing was compiled remotely before {what}\n{}",
+            self.context()
+        );
+        assert!(
+            s.remote < project.objects as u64,
+            "every object compiled remotely despite {what}\n{}",
+            self.context()
+        );
+    }
+
     /// Everything offload printed about itself, and the command's outputs, for messages.
     pub fn context(&self) -> String {
         format!(

@@ -63,21 +63,9 @@ fn lose_worker_mid_build(name: &str, to_worker: impl FnOnce(&NetnsWorker)) -> (B
             both.context()
         );
     };
-    assert_eq!(
-        s.calls,
-        (project.objects + project.links) as u64,
-        "every compiler call is counted once\n{}",
-        both.context()
-    );
-    assert!(
-        s.remote >= 1,
-        "{lost_at} objects existed when the worker was lost, yet none was compiled remotely\n{}",
-        both.context()
-    );
-    assert!(
-        s.remote < project.objects as u64,
-        "every object compiled remotely although the worker was lost after {lost_at}\n{}",
-        both.context()
+    both.assert_partly_remote(
+        &project,
+        &format!("the loss of the worker after {lost_at} objects"),
     );
     assert!(
         s.fell_back >= 1 || s.local > project.links as u64,

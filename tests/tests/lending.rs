@@ -50,23 +50,7 @@ fn a_worker_taken_back_mid_build_hands_its_jobs_back_within_2_s() {
         )
     });
     assert!(said.contains("not lending (paused-by-user)"), "{said}");
-    let s = &both.summary;
-    assert_eq!(
-        s.calls,
-        (project.objects + project.links) as u64,
-        "every compiler call is counted once\n{}",
-        both.context()
-    );
-    assert!(
-        s.remote >= 1,
-        "nothing ran remotely before the pause\n{}",
-        both.context()
-    );
-    assert!(
-        s.remote < project.objects as u64,
-        "everything ran remotely although the worker was paused\n{}",
-        both.context()
-    );
+    both.assert_partly_remote(&project, "the pause");
     // From the worker's log: the pause, then every job it handed back, within 2 s.
     let log = worker.log_text();
     let at = log
