@@ -177,6 +177,13 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             probes(&coord.stats.probes_run),
             probes(&coord.stats.probes_reused)
         );
+        let second = probes(&coord.stats.second_runs);
+        if second > 0 {
+            eprintln!(
+                "offload:   slow remote jobs also run here: {second} (the worker still won {})",
+                probes(&coord.stats.second_runs_lost)
+            );
+        }
         for (reason, n) in coord.stats.reasons() {
             eprintln!("offload:   {n:>5} × {reason}");
         }

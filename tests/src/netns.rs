@@ -513,6 +513,23 @@ impl NetnsWorker {
         *guard = None;
     }
 
+    /// Sends `signal` to every process in the worker's namespace (the worker and its
+    /// compiles): `SIGSTOP` makes a worker that stalls with its connections open (its
+    /// kernel still answers TCP), `SIGCONT` lets it go on.
+    pub fn signal_all(&self, signal: libc::c_int) {
+        if let Ok(pids) = ip(&["netns", "pids", &self.ns]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: plain syscall; these are the worker and its compiles.
+                unsafe {
+                    libc::kill(pid, signal);
+                }
+            }
+        }
+    }
+
     /// Takes the worker's machine off the network without a word, as a powered-off or
     /// unplugged machine leaves: its end of the link goes down, so the host's packets are
     /// dropped and nothing (no RST, no FIN) comes back. The worker keeps running.

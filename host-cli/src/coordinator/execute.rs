@@ -16,15 +16,15 @@ use crate::ipc::CompileRequest;
 
 impl Coordinator {
     /// Runs one compile on `exec` (whose slot the caller holds) and writes its outputs —
-    /// unless `may_verify` and `--verify` samples it: then they are held back for the
-    /// comparison with a local compile ([`Outcome::Verify`]).
+    /// or, with `hold`, gives the successful result back unwritten ([`Outcome::Held`]),
+    /// for the caller to verify, race or write ([`Coordinator::deliver`]).
     pub(super) async fn remote(
         &self,
         exec: &Arc<dyn Executor>,
         req: &CompileRequest,
         compile: &classify::Compile,
         rsp_files: &[PathBuf],
-        may_verify: bool,
+        hold: bool,
     ) -> Outcome {
         let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let prepared = prepare::prepare(
@@ -124,36 +124,46 @@ impl Coordinator {
             .map(|o| o.path.clone())
             .zip(res.files)
             .collect();
-        if may_verify && self.verify.sample() {
-            let job = prepared.job;
-            return Outcome::Verify(Box::new(verify::Held {
-                worker: id.clone(),
-                label: exec.label(),
-                compiler: req.compiler.clone(),
-                columns: envpolicy::get(&job.env, "COLUMNS").map(str::to_owned),
-                argv: job.argv,
-                cwd: job.cwd,
-                source: compile.source.display().to_string(),
-                result: verify::Compiled {
-                    status: res.done.status,
-                    stdout: res.stdout,
-                    stderr: res.stderr,
-                    files,
-                },
-            }));
-        }
-        let written = {
-            let (writable, inputs, umask) = (&prepared.writable, &prepared.inputs, req.umask);
-            tokio::task::block_in_place(|| outputs::write(&files, writable, inputs, umask))
+        let job = prepared.job;
+        let held = verify::Held {
+            worker: id.clone(),
+            label: exec.label(),
+            compiler: req.compiler.clone(),
+            columns: envpolicy::get(&job.env, "COLUMNS").map(str::to_owned),
+            argv: job.argv,
+            cwd: job.cwd,
+            source: compile.source.display().to_string(),
+            result: verify::Compiled {
+                status: res.done.status,
+                stdout: res.stdout,
+                stderr: res.stderr,
+                files,
+            },
+            writable: prepared.writable,
+            inputs: prepared.inputs,
+            umask: req.umask,
         };
+        if hold {
+            return Outcome::Held(Box::new(held));
+        }
+        self.deliver(held)
+    }
+
+    /// Writes a held remote result's outputs: the compile is done (or, if they cannot be
+    /// written, it runs locally).
+    pub(super) fn deliver(&self, held: verify::Held) -> Outcome {
+        let written = tokio::task::block_in_place(|| {
+            outputs::write(&held.result.files, &held.writable, &held.inputs, held.umask)
+        });
         // Writing here failed (an output directory gone, a full disk): not the worker's
         // fault; the local compile meets the same condition and reports it.
         if let Err(e) = written {
             self.stats.warn(e.clone());
             return Outcome::FellBack(e);
         }
+        let res = held.result;
         Outcome::Done {
-            status: res.done.status,
+            status: res.status,
             stdout: res.stdout,
             stderr: res.stderr,
         }

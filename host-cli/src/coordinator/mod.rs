@@ -11,17 +11,21 @@ mod execute;
 pub mod executor;
 pub mod facts;
 pub mod fingerprint;
+pub mod held;
+pub mod localrun;
 pub mod oncemap;
 pub mod outputs;
 pub mod prepare;
 pub mod probe;
 pub mod probecache;
+mod race;
 pub mod registry;
 pub mod remote;
 pub mod scancache;
 pub mod sched;
 pub mod sde;
 pub mod ship;
+pub mod speed;
 pub mod stats;
 pub mod terminal;
 mod toolchains;
@@ -84,6 +88,8 @@ pub struct Coordinator {
     bundles: ship::Bundles,
     /// `--verify`: the sample, and the workers a mismatch took out.
     pub verify: verify::Verify,
+    /// Measured speeds of this host and of the workers.
+    speeds: speed::Speeds,
 }
 
 impl Coordinator {
@@ -107,6 +113,7 @@ impl Coordinator {
             toolchains: OnceMap::default(),
             probe_cache,
             bundles: ship::Bundles::default(),
+            speeds: speed::Speeds::default(),
         });
         for w in workers {
             let exec = Worker::new(w.addr.clone(), auth.clone(), w.expect);
@@ -199,76 +206,91 @@ impl Coordinator {
             }
         };
         tracing::debug!("request received");
-        let outcome = match &req {
+        let mut cost = None;
+        let mut outcome = match &req {
             Request::LocalSlot { reason } => Outcome::Local(reason.clone()),
-            Request::Compile(req) => self.attempt(req).await,
+            Request::Compile(req) => self.attempt(req, &mut cost).await,
         };
-        let (grant, reason) = match outcome {
-            Outcome::Done {
-                status,
-                stdout,
-                stderr,
-            } => {
-                self.stats.remote.fetch_add(1, Ordering::Relaxed);
-                let reply = Reply::Finished {
+        let (grant, reason) = loop {
+            match outcome {
+                // Not expected here (`attempt` delivers what it holds), but never lost.
+                Outcome::Held(held) => outcome = self.deliver(*held),
+                Outcome::RanHere {
                     status,
-                    stdout_len: stdout.len() as u64,
-                };
-                let mut payload = stdout;
-                payload.extend_from_slice(&stderr);
-                if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
-                    self.stats
-                        .warn(format!("cannot answer a compiler wrapper: {e}"));
+                    stdout,
+                    stderr,
+                    reason,
+                } => {
+                    self.stats.local_because(&reason);
+                    return self.answer(&mut w, status, stdout, &stderr).await;
                 }
-                return;
-            }
-            Outcome::LocalGranted(grant, reason) => {
-                self.stats.local_because(&reason);
-                (grant, reason)
-            }
-            Outcome::Local(reason) => {
-                self.stats.local_because(&reason);
-                (self.sched.acquire(false, u64::MAX).await, reason)
-            }
-            // `attempt` places it again; should one reach here, it runs locally.
-            Outcome::FellBack(reason) | Outcome::Elsewhere(reason) => {
-                self.stats.fell_back_because(&reason);
-                (self.sched.acquire(false, u64::MAX).await, reason)
-            }
-            Outcome::Verify(held) => {
-                self.stats.remote.fetch_add(1, Ordering::Relaxed);
-                let grant = self.sched.acquire(false, u64::MAX).await;
-                let Request::Compile(req) = &req else {
-                    return;
-                };
-                match verify::compile_here(&held, &req.env, req.umask, self.config.local_nice).await
-                {
-                    Ok(local) => {
-                        self.verify
-                            .record(&held, verify::difference(&held.result, &local));
-                        drop(grant);
-                        let reply = Reply::Finished {
-                            status: local.status,
-                            stdout_len: local.stdout.len() as u64,
-                        };
-                        let mut payload = local.stdout;
-                        payload.extend_from_slice(&local.stderr);
-                        if let Err(e) = write_frame(&mut w, &reply, &payload, lim).await {
-                            self.stats
-                                .warn(format!("cannot answer a compiler wrapper: {e}"));
-                        }
+                Outcome::Done {
+                    status,
+                    stdout,
+                    stderr,
+                } => {
+                    self.stats.remote.fetch_add(1, Ordering::Relaxed);
+                    return self.answer(&mut w, status, stdout, &stderr).await;
+                }
+                Outcome::LocalGranted(grant, reason) => {
+                    self.stats.local_because(&reason);
+                    break (grant, reason);
+                }
+                Outcome::Local(reason) => {
+                    self.stats.local_because(&reason);
+                    break (self.sched.acquire(false, u64::MAX).await, reason);
+                }
+                // `attempt` places it again; should one reach here, it runs locally.
+                Outcome::FellBack(reason) | Outcome::Elsewhere(reason) => {
+                    self.stats.fell_back_because(&reason);
+                    break (self.sched.acquire(false, u64::MAX).await, reason);
+                }
+                Outcome::Verify(held) => {
+                    self.stats.remote.fetch_add(1, Ordering::Relaxed);
+                    let grant = self.sched.acquire(false, u64::MAX).await;
+                    let Request::Compile(req) = &req else {
                         return;
+                    };
+                    match verify::compile_here(&held, &req.env, self.config.local_nice).await {
+                        Ok(local) => {
+                            self.verify
+                                .record(&held, verify::difference(&held.result, &local));
+                            drop(grant);
+                            return self
+                                .answer(&mut w, local.status, local.stdout, &local.stderr)
+                                .await;
+                        }
+                        // The wrapper compiles itself, as for any local compile.
+                        Err(e) => break (grant, format!("cannot verify here: {e}")),
                     }
-                    // The wrapper compiles itself, as for any local compile.
-                    Err(e) => (grant, format!("cannot verify here: {e}")),
                 }
             }
         };
-        self.run_local(grant, &reason, r, w).await;
+        self.run_local(grant, &reason, cost, r, w).await;
     }
 
-    /// Decides about one compile and, if it can, runs it on a worker.
-    async fn attempt(&self, req: &CompileRequest) -> Outcome {
+    /// Answers a wrapper with a finished compile: its status, then stdout and stderr.
+    async fn answer(
+        &self,
+        w: &mut OwnedWriteHalf,
+        status: offload_shared::protocol::ExitStatus,
+        mut stdout: Vec<u8>,
+        stderr: &[u8],
+    ) {
+        let reply = Reply::Finished {
+            status,
+            stdout_len: stdout.len() as u64,
+        };
+        stdout.extend_from_slice(stderr);
+        if let Err(e) = write_frame(w, &reply, &stdout, Limits::DEFAULT).await {
+            self.stats
+                .warn(format!("cannot answer a compiler wrapper: {e}"));
+        }
+    }
+
+    /// Decides about one compile and, if it can, runs it on a worker. Sets `cost_out` to
+    /// its estimated cost once known (for the measured local speed).
+    async fn attempt(&self, req: &CompileRequest, cost_out: &mut Option<u64>) -> Outcome {
         let (args, rsp_files) = match expand(req) {
             Ok(x) => x,
             Err(reason) => return Outcome::Local(reason),
@@ -284,6 +306,7 @@ impl Coordinator {
         // The source's size estimates the compile's cost: the biggest waiting job goes first.
         let cost =
             std::fs::metadata(Path::new(&req.cwd).join(&compile.source)).map_or(0, |m| m.len());
+        *cost_out = Some(cost);
         let cxx = matches!(
             compile.language,
             classify::Language::Cxx | classify::Language::PreprocessedCxx
@@ -326,8 +349,14 @@ impl Coordinator {
                     Err(_) => failed_probe.push(id),
                 }
             };
-            let outcome = self.remote(&exec, req, &compile, &rsp_files, true).await;
-            drop(grant);
+            let outcome = self
+                .race(&exec, grant, req, &compile, &rsp_files, cost)
+                .await;
+            let outcome = match outcome {
+                Outcome::Held(held) if self.verify.sample() => Outcome::Verify(held),
+                Outcome::Held(held) => self.deliver(*held),
+                o => o,
+            };
             match outcome {
                 Outcome::Elsewhere(_) => gave_back.push(exec.id().clone()),
                 other => return other,
@@ -341,9 +370,11 @@ impl Coordinator {
         &self,
         grant: Grant,
         reason: &str,
+        cost: Option<u64>,
         mut r: OwnedReadHalf,
         mut w: OwnedWriteHalf,
     ) {
+        let started = std::time::Instant::now();
         let reply = Reply::RunLocal {
             reason: reason.to_owned(),
             nice: self.config.local_nice,
@@ -358,6 +389,10 @@ impl Coordinator {
         }
         tracing::debug!("local compile ends");
         drop(grant);
+        if let Some(cost) = cost {
+            let v = self.speeds.record(&Place::Local, cost, started.elapsed());
+            self.sched.set_speed(&Place::Local, v);
+        }
     }
 }
 
@@ -385,6 +420,21 @@ enum Outcome {
     /// The compile ran remotely and is to be verified: it runs here too, and the local
     /// result is the build's.
     Verify(Box<verify::Held>),
+    /// The compile ran remotely; its result is held back, unwritten (see
+    /// [`Coordinator::deliver`]).
+    Held(Box<verify::Held>),
+    /// The coordinator compiled it here (a second run that finished before the worker's):
+    /// its outputs are written.
+    RanHere {
+        /// How the compiler ended.
+        status: ExitStatus,
+        /// Its standard output.
+        stdout: Vec<u8>,
+        /// Its standard error.
+        stderr: Vec<u8>,
+        /// Why, for the summary.
+        reason: String,
+    },
 }
 
 /// Expands response files (relative to the compile's directory).

@@ -115,24 +115,24 @@ pub async fn run(
             stderr_tty: false,
             stdin_columns: None,
         };
-        let (status, stdout, stderr) = match coord
-            .remote(exec, &probe_req, &compile, &[], false)
-            .await
-        {
-            Outcome::Done {
-                status,
-                stdout,
-                stderr,
-            } => (status, stdout, stderr),
-            // Our own probe cannot be compiled there (or here: a failed scan): prove nothing.
-            Outcome::Local(why)
-            | Outcome::LocalGranted(_, why)
-            | Outcome::FellBack(why)
-            | Outcome::Elsewhere(why) => {
-                return Err(why);
-            }
-            Outcome::Verify(_) => return Err("a probe is never held back for verification".into()),
-        };
+        let (status, stdout, stderr) =
+            match coord.remote(exec, &probe_req, &compile, &[], false).await {
+                Outcome::Done {
+                    status,
+                    stdout,
+                    stderr,
+                } => (status, stdout, stderr),
+                // Our own probe cannot be compiled there (or here: a failed scan): prove nothing.
+                Outcome::Local(why)
+                | Outcome::LocalGranted(_, why)
+                | Outcome::FellBack(why)
+                | Outcome::Elsewhere(why) => {
+                    return Err(why);
+                }
+                Outcome::Verify(_) | Outcome::Held(_) | Outcome::RanHere { .. } => {
+                    return Err("a probe's result is never held back or raced".into());
+                }
+            };
         let remote_files = take_new(&cwd, &before)?;
         let local_status = match local.status.code() {
             Some(c) => ExitStatus::Code(c),

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::executor::WorkerId;
 
 /// Where a job may run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Place {
     /// On this host.
     Local,
@@ -68,6 +68,16 @@ struct WorkerSlots {
     backoff: Duration,
     /// The pause is because it gave its cores back, not because it failed.
     not_lending: bool,
+    /// Its measured seconds per unit of cost (transfers included), once known.
+    speed: Option<f64>,
+}
+
+impl WorkerSlots {
+    /// Much slower than this host (by measurement): it gets jobs only into free slots,
+    /// never a queue, and never before a free local slot.
+    fn slow(&self, local: Option<f64>) -> bool {
+        matches!((self.speed, local), (Some(w), Some(l)) if w > l * SLOW_FACTOR)
+    }
 }
 
 #[derive(Debug)]
@@ -86,6 +96,8 @@ struct State {
     workers: BTreeMap<WorkerId, WorkerSlots>,
     waiting: Vec<Waiter>,
     seq: u64,
+    /// This host's measured seconds per unit of cost, once known.
+    local_speed: Option<f64>,
 }
 
 /// The scheduler.
@@ -100,6 +112,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a worker that gave its cores back waits before it is tried again, unless its
 /// announcement says it lends again first.
 pub const NOT_LENDING_RECHECK: Duration = Duration::from_secs(30);
+/// A worker this many times slower than the host per unit of cost counts as slow.
+const SLOW_FACTOR: f64 = 1.5;
 /// How often a waiting job looks again (a paused worker coming back does not notify).
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -116,6 +130,7 @@ impl Scheduler {
                 workers: BTreeMap::new(),
                 waiting: Vec::new(),
                 seq: 0,
+                local_speed: None,
             })),
         }
     }
@@ -138,6 +153,7 @@ impl Scheduler {
                 down_until: None,
                 backoff: FIRST_BACKOFF,
                 not_lending: false,
+                speed: None,
             });
             w.slots = slots.max(1);
             w.queue = queue;
@@ -231,6 +247,32 @@ impl Scheduler {
         });
     }
 
+    /// Records measured speeds (seconds per unit of cost) of this host and of a worker.
+    pub fn set_speed(&self, place: &Place, secs_per_unit: f64) {
+        self.update(|s| match place {
+            Place::Local => s.local_speed = Some(secs_per_unit),
+            Place::Remote(id) => {
+                if let Some(w) = s.workers.get_mut(id) {
+                    w.speed = Some(secs_per_unit);
+                }
+            }
+        });
+    }
+
+    /// A local slot now, for a speculative second run, if one is free and no waiting job
+    /// could use it: speculation never delays a job that has not started.
+    pub fn try_local_spare(&self) -> Option<Grant> {
+        let mut s = lock(&self.state);
+        if s.local_free == 0 || !s.waiting.is_empty() {
+            return None;
+        }
+        s.local_free -= 1;
+        Some(Grant {
+            place: Place::Local,
+            state: Some(self.state.clone()),
+        })
+    }
+
     /// Records that worker `id` completed a job: its pause resets.
     pub fn worker_ok(&self, id: &WorkerId) {
         self.update(|s| {
@@ -281,13 +323,17 @@ fn dispatch(s: &mut State, state: &Arc<Mutex<State>>) {
 }
 
 fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant) -> Option<Place> {
-    let take = |s: &mut State, fits: fn(&WorkerSlots) -> bool| {
+    let local = s.local_speed;
+    let take = |s: &mut State, fits: &dyn Fn(&WorkerSlots) -> bool| {
         let id = pick(&s.workers, exclude, now, fits)?;
         let w = s.workers.get_mut(&id)?;
         w.in_flight += 1;
         Some(Place::Remote(id))
     };
-    if remote_ok && let Some(p) = take(s, |w| w.in_flight < w.slots) {
+    // A free slot of a worker that is not much slower than this host first (this host
+    // has scans to run), then a free local slot, then a slow worker's free slot, then a
+    // queue place behind a worker's running jobs.
+    if remote_ok && let Some(p) = take(s, &|w| w.in_flight < w.slots && !w.slow(local)) {
         return Some(p);
     }
     if s.local_free > 0 {
@@ -295,7 +341,10 @@ fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant)
         return Some(Place::Local);
     }
     if remote_ok {
-        return take(s, |w| w.in_flight < w.slots + w.queue);
+        if let Some(p) = take(s, &|w| w.in_flight < w.slots) {
+            return Some(p);
+        }
+        return take(s, &|w| w.in_flight < w.slots + w.queue && !w.slow(local));
     }
     None
 }
@@ -305,7 +354,7 @@ fn pick(
     workers: &BTreeMap<WorkerId, WorkerSlots>,
     exclude: &[WorkerId],
     now: Instant,
-    ok: impl Fn(&WorkerSlots) -> bool,
+    ok: &dyn Fn(&WorkerSlots) -> bool,
 ) -> Option<WorkerId> {
     workers
         .iter()
@@ -376,6 +425,37 @@ mod tests {
         s.worker_failed(&id("f"));
         s.worker_lends(&id("f"));
         assert_eq!(try_now(&s, true), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_worker_comes_after_a_free_local_slot_and_gets_no_queue() {
+        let s = Scheduler::new(1);
+        s.add_worker(id("slow"), 1, 2);
+        s.set_speed(&Place::Local, 1.0);
+        s.set_speed(&remote("slow"), 10.0);
+        assert_eq!(try_now(&s, true), Some(Place::Local));
+        assert_eq!(try_now(&s, true), Some(remote("slow")));
+        // No queue place behind its running job.
+        assert_eq!(try_now(&s, true), None);
+    }
+
+    #[tokio::test]
+    async fn a_spare_local_slot_is_only_taken_when_no_job_waits() {
+        let s = Arc::new(Scheduler::new(1));
+        let spare = s.try_local_spare().expect("a spare slot");
+        assert!(s.try_local_spare().is_none());
+        drop(spare);
+        let held = s.acquire(false, 0).await;
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.acquire(false, 0).await });
+        while lock(&s.state).waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        // The freed slot went to the waiting job, not to speculation.
+        assert!(s.try_local_spare().is_none());
+        drop(waiter.await.expect("join"));
+        assert!(s.try_local_spare().is_some());
     }
 
     #[tokio::test]

@@ -24,6 +24,10 @@ pub struct Stats {
     pub toolchains_shipped: AtomicU64,
     /// Bytes of those toolchains.
     pub toolchain_bytes: AtomicU64,
+    /// Slow remote jobs also run here.
+    pub second_runs: AtomicU64,
+    /// Of those, the ones the worker still won.
+    pub second_runs_lost: AtomicU64,
     reasons: Mutex<BTreeMap<String, u64>>,
     warnings: Mutex<BTreeSet<String>>,
 }
@@ -57,6 +61,16 @@ impl Stats {
             .unwrap_or_else(|p| p.into_inner())
             .entry(key)
             .or_default() += 1;
+    }
+
+    /// Counts a second run here of a slow remote job.
+    pub fn speculated(&self) {
+        self.second_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a second run the worker won after all.
+    pub fn speculation_lost(&self) {
+        self.second_runs_lost.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a toolchain bundle of `bytes` sent to a worker.

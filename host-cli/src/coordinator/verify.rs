@@ -11,46 +11,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Mutex;
 
-use offload_shared::protocol::ExitStatus;
-
 use super::executor::WorkerId;
-
-/// A remote result held back for comparison.
-#[derive(Debug)]
-pub struct Held {
-    /// The worker that ran it.
-    pub worker: WorkerId,
-    /// Its label, for the report.
-    pub label: String,
-    /// The compiler path, as the request named it.
-    pub compiler: String,
-    /// The command the worker ran (argv[0] first) and its directory.
-    pub argv: Vec<String>,
-    /// The directory it ran in.
-    pub cwd: String,
-    /// `COLUMNS`, if the remote run was given one for a terminal's width.
-    pub columns: Option<String>,
-    /// The translation unit, for the report.
-    pub source: String,
-    /// The remote result.
-    pub result: Compiled,
-}
-
-/// A compile's whole result: status, streams, and every output file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compiled {
-    /// How it ended.
-    pub status: ExitStatus,
-    /// Its standard output.
-    pub stdout: Vec<u8>,
-    /// Its standard error.
-    pub stderr: Vec<u8>,
-    /// Output files by path, in the remote result's order.
-    pub files: Vec<(String, Vec<u8>)>,
-}
+pub use super::held::{Compiled, Held};
+use super::localrun::{LocalCommand, LocalRun};
 
 /// What differs between a remote and a local result, for the report; `None` if nothing.
 pub fn difference(remote: &Compiled, local: &Compiled) -> Option<String> {
@@ -183,50 +148,29 @@ impl Verify {
     }
 }
 
-/// Compiles `held`'s command here, as the wrapper would have: the wrapper's environment
-/// (with the remote run's `COLUMNS`), umask and niceness; then reads every output the
-/// remote result named. An output the local compile did not write reads as empty (and so
-/// differs, unless the remote one was empty too).
+/// Compiles `held`'s command here with the wrapper's environment `env` (and the remote
+/// run's `COLUMNS`), as the wrapper would have ([`LocalRun`]), and reads
+/// every output the remote result named. An output the local compile did not write reads
+/// as empty (and so differs, unless the remote one was empty too).
 pub async fn compile_here(
     held: &Held,
     env: &[(String, String)],
-    umask: u32,
     nice: i32,
 ) -> std::io::Result<Compiled> {
-    let Some((program, args)) = held.argv.split_first() else {
-        return Err(std::io::Error::other("an empty command"));
-    };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .current_dir(&held.cwd)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = env.to_vec();
     if let Some(c) = &held.columns
         && !env.iter().any(|(k, _)| k == "COLUMNS")
     {
-        cmd.env("COLUMNS", c);
+        env.push(("COLUMNS".into(), c.clone()));
     }
-    let umask = umask as libc::mode_t;
-    // SAFETY: umask and nice are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::umask(umask);
-            if nice > 0 {
-                libc::nice(nice.min(19));
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().await?;
-    use std::os::unix::process::ExitStatusExt;
-    let status = match (out.status.code(), out.status.signal()) {
-        (Some(c), _) => ExitStatus::Code(c),
-        (None, Some(s)) => ExitStatus::Signal(s),
-        (None, None) => ExitStatus::Code(-1),
+    let cmd = LocalCommand {
+        argv: held.argv.clone(),
+        cwd: held.cwd.clone(),
+        env,
+        umask: held.umask,
     };
+    let mut run = LocalRun::start(&cmd, nice)?;
+    let (status, stdout, stderr) = run.wait().await?;
     let files = held
         .result
         .files
@@ -238,8 +182,8 @@ pub async fn compile_here(
         .collect();
     Ok(Compiled {
         status,
-        stdout: out.stdout,
-        stderr: out.stderr,
+        stdout,
+        stderr,
         files,
     })
 }
@@ -268,6 +212,8 @@ mod tests {
         let first = (1..=20).find(|_| v.sample());
         assert_eq!(first, Some(10));
     }
+
+    use offload_shared::protocol::ExitStatus;
 
     fn compiled(status: i32, obj: &[u8], stderr: &[u8]) -> Compiled {
         Compiled {
@@ -309,6 +255,9 @@ mod tests {
             columns: None,
             source: "a.c".into(),
             result: compiled(0, b"", b""),
+            writable: Default::default(),
+            inputs: Default::default(),
+            umask: 0o022,
         };
         v.record(&held("w1", "/usr/bin/gcc"), None);
         assert!(v.banned_for("/usr/bin/gcc").is_empty());
