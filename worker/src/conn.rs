@@ -730,7 +730,8 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         };
         match result {
             Ok((done, payload)) => {
-                tracing::info!(job_id = id, compile_ms = done.compile_ms, "job done");
+                let host = self.peer.peer();
+                tracing::info!(job_id = id, %host, compile_ms = done.compile_ms, "job done");
                 self.send(&Message::JobDone(done), &payload).await?
             }
             Err(e) => self.reject(id, &e).await?,

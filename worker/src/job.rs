@@ -145,9 +145,12 @@ impl Worker {
         peer: &PeerGuard,
     ) -> Result<(JobDone, Vec<u8>), JobError> {
         crate::admission::check(&job, &self.store)?;
-        // The peer's slot first: its queued jobs wait without holding the worker's.
-        let _peer_slot = peer.slot().await.ok_or(JobError::Stopping)?;
-        let _slot = self.slots.acquire().await.map_err(|_| JobError::Stopping)?;
+        // In the peer's own queue, served fairly against the other hosts'.
+        let _slot = self
+            .slots
+            .acquire(peer.peer())
+            .await
+            .map_err(|_| JobError::Stopping)?;
         // Each slot compiles as a user of its own: a job's processes cannot signal, trace
         // or count against another job's.
         let slot = SlotUser::take(&self.free_users);

@@ -3,7 +3,7 @@
 //!
 //! Layers, each a module: [`server`] accepts connections under a cap and drains on
 //! shutdown; [`conn`] speaks the protocol on one connection, with its limits and timeouts;
-//! [`quota`] accounts what each peer holds; [`job`] runs one job: [`admission`] decides
+//! [`quota`] accounts what each peer holds and [`fair`] shares the slots between hosts; [`job`] runs one job: [`admission`] decides
 //! whether it runs at all, [`toolchain`] (with [`inventory`] and [`shipped`]) gives it a
 //! compiler, [`command`] its command, [`jobroot`] its root, [`sandbox`] confines it and
 //! [`harvest`] collects its outputs; [`store`] keeps received files by digest.
@@ -14,6 +14,7 @@ pub mod command;
 pub mod conn;
 pub mod control;
 pub mod donation;
+pub mod fair;
 pub mod harvest;
 pub mod inventory;
 pub mod job;

@@ -1,9 +1,13 @@
-//! What one peer may hold of the worker: connections, slots and bytes of frames in memory.
+//! What one peer may hold of the worker: connections and bytes of frames in memory (its
+//! slots are shared fairly in [`crate::fair`], under the cap set here).
 //!
-//! A peer is who connects (its address until pairing gives it a key). The connection cap
-//! across all peers is taken before `accept` (in `server.rs`); the caps here are per peer,
-//! below it, so one peer cannot fill the worker by itself. Every grant is a guard released
-//! by drop: a connection that ends, a job that is cancelled, a frame that is dropped gives
+//! A peer is who connects. Connections are counted by address, the only thing known before
+//! the handshake; once the handshake has proved a key, the connection counts as that key's
+//! ([`PeerGuard::identify`]) for memory and slots, so a host is one peer whatever address
+//! it comes from, and hosts behind one address (NAT) are not one. The connection cap across
+//! all peers is taken before `accept` (in `server.rs`); the caps here are per peer, below
+//! it, so one peer cannot fill the worker by itself. Every grant is a guard released by
+//! drop: a connection that ends, a job that is cancelled, a frame that is dropped gives
 //! back what it held.
 
 use std::collections::HashMap;
@@ -17,6 +21,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub enum PeerId {
     /// A network address (the port left out: one host opens many connections).
     Addr(IpAddr),
+    /// A long-term key's fingerprint, proved by the handshake.
+    Key([u8; 16]),
     /// A connection made inside the worker's process (tests, local streams).
     Local,
 }
@@ -25,6 +31,7 @@ impl std::fmt::Display for PeerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerId::Addr(a) => write!(f, "{a}"),
+            PeerId::Key(k) => write!(f, "key {}", hex::encode(k)),
             PeerId::Local => f.write_str("local"),
         }
     }
@@ -35,7 +42,7 @@ impl std::fmt::Display for PeerId {
 pub struct QuotaLimits {
     /// Connections one peer may hold at once.
     pub connections_per_peer: usize,
-    /// Jobs of one peer compiling at once.
+    /// Jobs of one peer compiling at once (enforced by [`crate::fair::FairSlots`]).
     pub slots_per_peer: usize,
     /// Bytes of frame payloads one peer may have in the worker's memory at once.
     pub bytes_per_peer: usize,
@@ -78,22 +85,20 @@ pub enum QuotaError {
 pub struct Quotas {
     limits: QuotaLimits,
     total_bytes: Arc<Semaphore>,
-    peers: Mutex<HashMap<PeerId, PeerState>>,
-}
-
-#[derive(Debug)]
-struct PeerState {
-    connections: usize,
-    slots: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
+    /// Connections per address.
+    connections: Mutex<HashMap<PeerId, usize>>,
+    /// Memory per peer (address or key), with the number of connections sharing it.
+    budgets: Mutex<HashMap<PeerId, (usize, Arc<Semaphore>)>>,
 }
 
 /// One admitted connection's share: dropping it gives the connection back.
 #[derive(Debug)]
 pub struct PeerGuard {
     quotas: Arc<Quotas>,
+    /// Where it came from: what its connection counts against.
+    address: PeerId,
+    /// Who it is: the address until the handshake proved a key.
     peer: PeerId,
-    slots: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
 }
 
@@ -115,7 +120,8 @@ impl Quotas {
         Arc::new(Quotas {
             limits,
             total_bytes: Arc::new(Semaphore::new(kib(limits.bytes_total) as usize)),
-            peers: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -126,52 +132,87 @@ impl Quotas {
 
     /// Admits one more connection from `peer`, or says why not.
     pub fn admit(self: &Arc<Self>, peer: PeerId) -> Result<PeerGuard, QuotaError> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let state = peers.entry(peer).or_insert_with(|| PeerState {
-            connections: 0,
-            slots: Arc::new(Semaphore::new(self.limits.slots_per_peer)),
-            bytes: Arc::new(Semaphore::new(kib(self.limits.bytes_per_peer) as usize)),
-        });
-        if state.connections >= self.limits.connections_per_peer {
-            return Err(QuotaError::Connections(self.limits.connections_per_peer));
+        {
+            let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            let n = conns.entry(peer).or_insert(0);
+            if *n >= self.limits.connections_per_peer {
+                if *n == 0 {
+                    conns.remove(&peer);
+                }
+                return Err(QuotaError::Connections(self.limits.connections_per_peer));
+            }
+            *n += 1;
         }
-        state.connections += 1;
         Ok(PeerGuard {
             quotas: self.clone(),
+            address: peer,
             peer,
-            slots: state.slots.clone(),
-            bytes: state.bytes.clone(),
+            bytes: self.budget(peer),
         })
     }
 
-    /// Connections `peer` holds now.
+    /// Connections `peer` (an address) holds now.
     pub fn connections_of(&self, peer: PeerId) -> usize {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.get(&peer).map_or(0, |s| s.connections)
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        conns.get(&peer).copied().unwrap_or(0)
+    }
+
+    /// `peer`'s memory budget, counted as used by one more connection.
+    fn budget(&self, peer: PeerId) -> Arc<Semaphore> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let (users, sem) = budgets.entry(peer).or_insert_with(|| {
+            let kib = kib(self.limits.bytes_per_peer) as usize;
+            (0, Arc::new(Semaphore::new(kib)))
+        });
+        *users += 1;
+        sem.clone()
+    }
+
+    /// One connection less uses `peer`'s memory budget.
+    fn release_budget(&self, peer: PeerId) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((users, _)) = budgets.get_mut(&peer) {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                budgets.remove(&peer);
+            }
+        }
     }
 }
 
 impl Drop for PeerGuard {
     fn drop(&mut self) {
-        let mut peers = self.quotas.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = peers.get_mut(&self.peer) {
-            state.connections = state.connections.saturating_sub(1);
-            if state.connections == 0 {
-                peers.remove(&self.peer);
+        self.quotas.release_budget(self.peer);
+        let mut conns = self
+            .quotas
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = conns.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                conns.remove(&self.address);
             }
         }
     }
 }
 
 impl PeerGuard {
-    /// Who this is.
+    /// Who this is: the proved key, or the address before (or without) a handshake.
     pub fn peer(&self) -> PeerId {
         self.peer
     }
 
-    /// One of the peer's slots; waits while it uses all of them.
-    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().acquire_owned().await.ok()
+    /// The handshake proved `key`: from now on this connection's memory (and its jobs'
+    /// slots) count as that key's, shared with its other connections. Call it before any
+    /// frame is read (nothing is held against the address then).
+    pub fn identify(&mut self, key: PeerId) {
+        if key == self.peer {
+            return;
+        }
+        self.quotas.release_budget(self.peer);
+        self.bytes = self.quotas.budget(key);
+        self.peer = key;
     }
 
     /// Memory for a payload of `len` bytes; waits while the peer (or all peers together)
@@ -241,16 +282,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn slots_and_bytes_wait_for_what_is_given_back() {
+    async fn bytes_wait_for_what_is_given_back() {
         let q = Quotas::new(limits());
         let a = q.admit(A).unwrap();
-        let a_other = q.admit(A).unwrap();
-        let s = a.slot().await.unwrap();
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), a_other.slot());
-        assert!(waiting.await.is_err(), "the peer's one slot is taken");
-        drop(s);
-        assert!(a_other.slot().await.is_some());
-
         let big = a.bytes(8 << 10).await.unwrap();
         let over = tokio::time::timeout(std::time::Duration::from_millis(50), a.bytes(4 << 10));
         assert!(over.await.is_err(), "past the peer's budget it waits");
@@ -267,5 +301,55 @@ mod tests {
             Err(QuotaError::Bytes { .. })
         ));
         assert!(a.bytes(0).await.is_ok());
+    }
+
+    const K1: PeerId = PeerId::Key([1; 16]);
+    const K2: PeerId = PeerId::Key([2; 16]);
+
+    /// Whether a payload of `len` bytes can have memory within 50 ms.
+    async fn fits(g: &PeerGuard, len: usize) -> Option<FrameBudget> {
+        tokio::time::timeout(std::time::Duration::from_millis(50), g.bytes(len))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test]
+    async fn a_proved_key_is_one_peer_from_any_address_and_two_keys_are_two() {
+        let q = Quotas::new(QuotaLimits {
+            bytes_total: 100 << 10,
+            ..limits()
+        });
+        // One host from two addresses: one memory budget.
+        let mut from_a = q.admit(A).unwrap();
+        let mut from_b = q.admit(B).unwrap();
+        from_a.identify(K1);
+        from_b.identify(K1);
+        assert_eq!(from_b.peer(), K1);
+        let held = fits(&from_a, 8 << 10)
+            .await
+            .expect("within the key's budget");
+        assert!(
+            fits(&from_b, 4 << 10).await.is_none(),
+            "the key's budget is shared"
+        );
+        // Two hosts behind one address: two budgets.
+        let mut nat = q.admit(A).unwrap();
+        nat.identify(K2);
+        assert!(
+            fits(&nat, 8 << 10).await.is_some(),
+            "another key is another peer"
+        );
+        drop(held);
+        assert!(fits(&from_b, 4 << 10).await.is_some());
+        // Connections still count against the address.
+        assert_eq!(q.connections_of(A), 2);
+        assert_eq!(q.connections_of(B), 1);
+        drop((from_a, from_b, nat));
+        assert_eq!(q.connections_of(A), 0);
+        assert!(
+            q.budgets.lock().unwrap().is_empty(),
+            "no budget outlives its users"
+        );
     }
 }

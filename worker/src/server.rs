@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::conn::{self, Drain, Timeouts, Who};
 use crate::donation::{Donation, Lending};
+use crate::fair::FairSlots;
 use crate::jobroot::JobUser;
 use crate::pairing::Pairings;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
@@ -80,8 +81,8 @@ pub struct Worker {
     pub(crate) config: Config,
     pub(crate) store: Arc<Store>,
     pub(crate) toolchains: Toolchains,
-    /// The worker's slots.
-    pub(crate) slots: Semaphore,
+    /// The worker's slots, shared fairly between hosts.
+    pub(crate) slots: Arc<FairSlots<PeerId>>,
     /// Slot numbers not in use: a job runs as the job user's ids plus its slot's number.
     pub(crate) free_users: std::sync::Mutex<Vec<u32>>,
     pub(crate) next_root: AtomicU64,
@@ -134,7 +135,7 @@ impl Worker {
             }
         };
         let (r, mut w) = tokio::io::split(stream);
-        let guard = match admitted {
+        let mut guard = match admitted {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(%addr, "connection refused: {e}");
@@ -149,6 +150,7 @@ impl Worker {
                 return;
             }
         };
+        guard.identify(PeerId::Key(*session.remote.fingerprint().as_bytes()));
         let who = Who::Host {
             key: session.remote,
             code: session.code,
@@ -199,7 +201,7 @@ impl Worker {
                 .unwrap_or_else(|| QuotaLimits::for_slots(config.slots as usize, max_frame())),
         );
         Ok(Arc::new(Worker {
-            slots: Semaphore::new(config.slots as usize),
+            slots: FairSlots::new(config.slots as usize, quotas.limits().slots_per_peer),
             free_users: std::sync::Mutex::new((0..config.slots).rev().collect()),
             store: Arc::new(store),
             toolchains,
@@ -221,7 +223,7 @@ impl Worker {
 
     /// Slots not running a job now.
     pub fn free_slots(&self) -> usize {
-        self.slots.available_permits()
+        self.slots.available()
     }
 
     /// The compilers it found itself, for its announcement.
