@@ -239,6 +239,7 @@ impl Running {
             status: Status::from(status),
             stdout,
             stderr,
+            elapsed: self.started.elapsed(),
         }
     }
 
@@ -298,6 +299,8 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Standard error.
     pub stderr: Vec<u8>,
+    /// From start to exit.
+    pub elapsed: std::time::Duration,
 }
 
 impl Output {

@@ -49,3 +49,19 @@ pub fn new_key_file(path: &Path) -> Fingerprint {
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     id.fingerprint()
 }
+
+/// A second host identity (its own config directory, for `OFFLOAD_CONFIG_DIR`), for tests
+/// of workers shared by several hosts: the directory and the key's fingerprint.
+pub fn second_host() -> (PathBuf, Fingerprint) {
+    static ID: OnceLock<(PathBuf, Fingerprint)> = OnceLock::new();
+    ID.get_or_init(|| {
+        let dir = PathBuf::from(TEST_ROOT).join("host2-config");
+        std::fs::create_dir_all(&dir).expect("creating the second host's config directory");
+        let id = KeyStore::new(&dir, "host")
+            .load_or_create()
+            .expect("the second host's key")
+            .identity;
+        (dir, id.fingerprint())
+    })
+    .clone()
+}

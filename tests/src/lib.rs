@@ -18,6 +18,7 @@ pub mod attacks;
 pub mod cmd;
 pub mod compare;
 pub mod container;
+pub mod cpulimit;
 pub mod keys;
 pub mod liar;
 pub mod logs;

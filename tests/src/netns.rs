@@ -513,19 +513,25 @@ impl NetnsWorker {
         *guard = None;
     }
 
+    /// Every process in the worker's namespace: the worker and its compiles.
+    pub fn pids(&self) -> Vec<u32> {
+        ip(&["netns", "pids", &self.ns])
+            .map(|out| {
+                out.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sends `signal` to every process in the worker's namespace (the worker and its
     /// compiles): `SIGSTOP` makes a worker that stalls with its connections open (its
     /// kernel still answers TCP), `SIGCONT` lets it go on.
     pub fn signal_all(&self, signal: libc::c_int) {
-        if let Ok(pids) = ip(&["netns", "pids", &self.ns]) {
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                // SAFETY: plain syscall; these are the worker and its compiles.
-                unsafe {
-                    libc::kill(pid, signal);
-                }
+        for pid in self.pids() {
+            // SAFETY: plain syscall; these are the worker and its compiles.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
             }
         }
     }

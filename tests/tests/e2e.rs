@@ -30,6 +30,7 @@ mod lending;
 mod pairing;
 mod probe;
 mod rescan;
+mod sharing;
 mod ship;
 mod soak;
 mod terminal;

@@ -31,7 +31,7 @@ impl std::fmt::Display for PeerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerId::Addr(a) => write!(f, "{a}"),
-            PeerId::Key(k) => write!(f, "key {}", hex::encode(k)),
+            PeerId::Key(k) => write!(f, "key:{}", hex::encode(k)),
             PeerId::Local => f.write_str("local"),
         }
     }

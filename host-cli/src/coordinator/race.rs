@@ -122,9 +122,13 @@ impl Coordinator {
                 _ => self.ran_here(run.wait().await, spare, cost, local_started),
             },
             r = run.wait() => {
-                // Here first: the worker's job is dropped with its connection.
+                // Here first: the worker's job is dropped with its connection. It took at
+                // least this long there: learnt as its time, so that a slow worker is seen
+                // as slow even though none of its results arrives.
                 drop(fetch);
                 drop(grant);
+                let v = self.speeds.record(&place, cost, started.elapsed());
+                self.sched.set_speed(&place, v);
                 self.ran_here(r, spare, cost, local_started)
             }
         }

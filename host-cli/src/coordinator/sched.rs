@@ -73,10 +73,35 @@ struct WorkerSlots {
 }
 
 impl WorkerSlots {
+    /// How many times this host's time a job takes there, once both are measured.
+    fn slowness(&self, local: Option<f64>) -> Option<f64> {
+        match (self.speed, local) {
+            (Some(w), Some(l)) if l > 0.0 => Some(w / l),
+            _ => None,
+        }
+    }
+
     /// Much slower than this host (by measurement): it gets jobs only into free slots,
     /// never a queue, and never before a free local slot.
     fn slow(&self, local: Option<f64>) -> bool {
-        matches!((self.speed, local), (Some(w), Some(l)) if w > l * SLOW_FACTOR)
+        self.slowness(local).is_some_and(|r| r > SLOW_FACTOR)
+    }
+
+    /// Whether a job that would otherwise wait behind `ahead` others for one of
+    /// `local_slots` busy local slots ends sooner here. Here it ends after its time there;
+    /// on this host after the wait (`ahead / local_slots` job times, plus half of one
+    /// for the running jobs to end) and its own time, `ahead / local_slots + 1.5` local
+    /// job times in all (jobs taken as alike: the waiting list is sorted by cost).
+    fn ends_sooner_than_waiting(
+        &self,
+        local: Option<f64>,
+        ahead: usize,
+        local_slots: usize,
+    ) -> bool {
+        match self.slowness(local) {
+            Some(r) => r < ahead as f64 / local_slots.max(1) as f64 + SLOW_FACTOR,
+            None => true,
+        }
     }
 }
 
@@ -93,6 +118,8 @@ struct Waiter {
 #[derive(Debug)]
 struct State {
     local_free: usize,
+    /// This host's slots in all.
+    local_slots: usize,
     workers: BTreeMap<WorkerId, WorkerSlots>,
     waiting: Vec<Waiter>,
     seq: u64,
@@ -127,6 +154,7 @@ impl Scheduler {
         Scheduler {
             state: Arc::new(Mutex::new(State {
                 local_free: local,
+                local_slots: local,
                 workers: BTreeMap::new(),
                 waiting: Vec::new(),
                 seq: 0,
@@ -304,7 +332,8 @@ fn dispatch(s: &mut State, state: &Arc<Mutex<State>>) {
     let mut i = 0;
     while i < s.waiting.len() {
         let exclude = std::mem::take(&mut s.waiting[i].exclude);
-        let granted = try_grant(s, s.waiting[i].remote_ok, &exclude, now);
+        // Every waiter before this one is still waiting: `i` jobs are ahead of it.
+        let granted = try_grant(s, s.waiting[i].remote_ok, &exclude, now, i);
         s.waiting[i].exclude = exclude;
         let Some(place) = granted else {
             i += 1;
@@ -322,8 +351,14 @@ fn dispatch(s: &mut State, state: &Arc<Mutex<State>>) {
     }
 }
 
-fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant) -> Option<Place> {
-    let local = s.local_speed;
+fn try_grant(
+    s: &mut State,
+    remote_ok: bool,
+    exclude: &[WorkerId],
+    now: Instant,
+    ahead: usize,
+) -> Option<Place> {
+    let (local, local_slots) = (s.local_speed, s.local_slots);
     let take = |s: &mut State, fits: &dyn Fn(&WorkerSlots) -> bool| {
         let id = pick(&s.workers, exclude, now, fits)?;
         let w = s.workers.get_mut(&id)?;
@@ -331,8 +366,9 @@ fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant)
         Some(Place::Remote(id))
     };
     // A free slot of a worker that is not much slower than this host first (this host
-    // has scans to run), then a free local slot, then a slow worker's free slot, then a
-    // queue place behind a worker's running jobs.
+    // has scans to run), then a free local slot, then a slow worker's free slot if the
+    // job ends sooner there than waiting here, then a queue place behind a worker's
+    // running jobs.
     if remote_ok && let Some(p) = take(s, &|w| w.in_flight < w.slots && !w.slow(local)) {
         return Some(p);
     }
@@ -341,7 +377,10 @@ fn try_grant(s: &mut State, remote_ok: bool, exclude: &[WorkerId], now: Instant)
         return Some(Place::Local);
     }
     if remote_ok {
-        if let Some(p) = take(s, &|w| w.in_flight < w.slots) {
+        let slow_ok = |w: &WorkerSlots| {
+            w.in_flight < w.slots && w.ends_sooner_than_waiting(local, ahead, local_slots)
+        };
+        if let Some(p) = take(s, &slow_ok) {
             return Some(p);
         }
         return take(s, &|w| w.in_flight < w.slots + w.queue && !w.slow(local));
@@ -368,7 +407,7 @@ mod tests {
     use super::*;
 
     fn try_now(s: &Scheduler, remote_ok: bool) -> Option<Place> {
-        try_grant(&mut lock(&s.state), remote_ok, &[], Instant::now())
+        try_grant(&mut lock(&s.state), remote_ok, &[], Instant::now(), 0)
     }
 
     fn id(name: &str) -> WorkerId {
@@ -434,9 +473,15 @@ mod tests {
         s.set_speed(&Place::Local, 1.0);
         s.set_speed(&remote("slow"), 10.0);
         assert_eq!(try_now(&s, true), Some(Place::Local));
-        assert_eq!(try_now(&s, true), Some(remote("slow")));
-        // No queue place behind its running job.
+        // Ten times slower: a job waiting for the one local slot behind nobody ends
+        // sooner here (after 1.5 local job times) than there.
         assert_eq!(try_now(&s, true), None);
+        // Behind 20 others (21.5 job times) it ends sooner there.
+        let ahead = |n| try_grant(&mut lock(&s.state), true, &[], Instant::now(), n);
+        assert_eq!(ahead(8), None);
+        assert_eq!(ahead(20), Some(remote("slow")));
+        // No queue place behind its running job.
+        assert_eq!(ahead(100), None);
     }
 
     #[tokio::test]
