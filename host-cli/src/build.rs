@@ -129,6 +129,11 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             cmd.env(var, default);
         }
     }
+    // As many jobs at once as there are compile slots here and on live workers, unless
+    // the user said; a jobserver follows the slots as workers come and go.
+    let plan = crate::parallel::plan(&cfg.command, &|k| std::env::var(k).ok(), coord.capacity());
+    let jobserver = apply_parallelism(&mut cmd, plan, cfg.verbose)?;
+    let follow_slots = jobserver.map(|js| tokio::spawn(follow_capacity(js, coord.clone())));
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
@@ -151,6 +156,9 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     };
     if let Some(b) = browser {
         b.stop();
+    }
+    if let Some(f) = follow_slots {
+        f.abort();
     }
     server.abort();
     if let Some(mut w) = local_worker {
@@ -192,6 +200,63 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Tells the build command its parallelism as `plan` says; the jobserver, if it is one.
+fn apply_parallelism(
+    cmd: &mut tokio::process::Command,
+    plan: crate::parallel::Plan,
+    verbose: bool,
+) -> anyhow::Result<Option<crate::jobserver::Jobserver>> {
+    use crate::parallel::Plan;
+    match plan {
+        Plan::AsIs(why) => {
+            if verbose {
+                eprintln!("offload: the build's parallelism is its own: {why}");
+            }
+            Ok(None)
+        }
+        Plan::Jobserver { n } => {
+            let js = crate::jobserver::Jobserver::new(n).context("starting the jobserver")?;
+            let mut flags = std::env::var("MAKEFLAGS").unwrap_or_default();
+            flags.push_str(&js.makeflags());
+            cmd.env("MAKEFLAGS", flags);
+            if verbose {
+                eprintln!("offload: make gets {n} jobs at once (a jobserver following the slots)");
+            }
+            Ok(Some(js))
+        }
+        Plan::DebBuildOptions(v) => {
+            if verbose {
+                eprintln!("offload: DEB_BUILD_OPTIONS={v}");
+            }
+            cmd.env("DEB_BUILD_OPTIONS", v);
+            Ok(None)
+        }
+        Plan::Append(args) => {
+            if verbose {
+                eprintln!("offload: the build gets {}", args.join(" "));
+            }
+            cmd.args(args);
+            Ok(None)
+        }
+    }
+}
+
+/// Keeps the jobserver's size at the coordinator's capacity for the whole build.
+async fn follow_capacity(js: crate::jobserver::Jobserver, coord: Arc<Coordinator>) {
+    let mut last = js.jobs();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = coord.capacity();
+        if now != last {
+            match js.set_jobs(now) {
+                Ok(()) => tracing::info!(jobs = now, "the build's parallelism follows the slots"),
+                Err(e) => tracing::warn!("cannot resize the jobserver: {e}"),
+            }
+            last = now;
+        }
+    }
 }
 
 /// Starts `offload worker` on a free loopback port, trusting this host's key `host`, and

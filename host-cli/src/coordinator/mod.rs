@@ -167,6 +167,11 @@ impl Coordinator {
         }
     }
 
+    /// Jobs that can run or usefully wait now, here and on live workers.
+    pub fn capacity(&self) -> usize {
+        self.sched.capacity()
+    }
+
     /// Total compressed bytes sent to and received from workers.
     pub fn traffic(&self) -> (u64, u64) {
         self.workers.all().iter().fold((0, 0), |(s, r), w| {

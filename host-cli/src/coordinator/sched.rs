@@ -301,6 +301,19 @@ impl Scheduler {
         })
     }
 
+    /// Jobs that can run or wait usefully now: this host's slots, and each usable
+    /// worker's slots and queue places (what a build tool's parallelism should be).
+    pub fn capacity(&self) -> usize {
+        let s = lock(&self.state);
+        let now = Instant::now();
+        s.local_slots
+            + s.workers
+                .values()
+                .filter(|w| w.down_until.is_none_or(|t| t <= now))
+                .map(|w| w.slots + w.queue)
+                .sum::<usize>()
+    }
+
     /// Records that worker `id` completed a job: its pause resets.
     pub fn worker_ok(&self, id: &WorkerId) {
         self.update(|s| {
