@@ -28,6 +28,7 @@ mod hostile_toolchain;
 mod hostile_tree;
 mod lending;
 mod pairing;
+mod parallel;
 mod probe;
 mod rescan;
 mod sharing;
