@@ -33,7 +33,17 @@ pub struct Monitor {
 
 impl Monitor {
     /// Samples `source` now and then every [`Settings::period`].
-    pub fn start(mut source: Box<dyn Source>, settings: Settings) -> Result<Monitor, MonitorError> {
+    pub fn start(source: Box<dyn Source>, settings: Settings) -> Result<Monitor, MonitorError> {
+        Monitor::with_callback(source, settings, |_| {})
+    }
+
+    /// [`Monitor::start`], calling `on_change` on the monitor's thread with each new
+    /// verdict (the first one too), before it is published.
+    pub fn with_callback(
+        mut source: Box<dyn Source>,
+        settings: Settings,
+        mut on_change: impl FnMut(&Verdict) + Send + 'static,
+    ) -> Result<Monitor, MonitorError> {
         settings.check()?;
         let (tx, rx) = watch::channel(Verdict::Idle);
         let stop = Arc::new(AtomicBool::new(false));
@@ -45,10 +55,14 @@ impl Monitor {
             .spawn(move || {
                 let start = Instant::now();
                 let mut next = start;
+                let mut first = true;
                 while !stopping.load(Ordering::Relaxed) {
                     let sample = source.sample();
                     let verdict = engine.step(&sample, start.elapsed()).clone();
                     tracing::trace!(?sample, verdict = verdict.describe(), "idle sample");
+                    if std::mem::take(&mut first) || *tx.borrow() != verdict {
+                        on_change(&verdict);
+                    }
                     tx.send_if_modified(|cur| {
                         if *cur == verdict {
                             return false;
@@ -133,7 +147,12 @@ mod tests {
             period_ms: 50,
             ..Settings::default()
         };
-        let m = Monitor::start(Box::new(source), settings).expect("start");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let m = Monitor::with_callback(Box::new(source), settings, move |v| {
+            log.lock().expect("lock").push(v.clone())
+        })
+        .expect("start");
         let mut rx = m.subscribe();
         std::thread::sleep(Duration::from_millis(120));
         assert_eq!(m.current(), Verdict::Idle);
@@ -160,6 +179,11 @@ mod tests {
         assert!(
             rx.has_changed().is_err(),
             "the monitor's thread outlived it"
+        );
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [Verdict::Idle, Verdict::Busy(vec![Reason::BusyOwner])],
+            "the callback saw the first verdict and each change once"
         );
     }
 }
