@@ -105,14 +105,43 @@ fn a_worker_pinned_to_a_busy_cpu_stops_lending_and_resumes_after() {
         "the log does not say why it stopped lending:\n{log}"
     );
     drop(hog);
-    // The policy waits 10 s of quiet before lending again.
-    let back =
-        wait_status(&worker, "lending (idle)", Duration::from_secs(20)).unwrap_or_else(|last| {
-            panic!(
-                "the worker did not lend again after the loop ended: {last}\n{}",
-                worker.log_text()
-            )
-        });
-    eprintln!("lending again {back:?} after the loop ended");
-    assert!(back >= Duration::from_secs(9), "no hysteresis: {back:?}");
+    // The policy waits 10 s of quiet before lending again. Unrelated work on this shared
+    // machine may keep the CPU busy (then the worker rightly keeps not lending): this
+    // test's own reading of the CPU says whether it was quiet long enough to judge.
+    let mut mine = LinuxSource::new(OwnJobs::default())
+        .with_cpus(vec![cpu])
+        .without_logind();
+    let _ = mine.other_load();
+    let start = Instant::now();
+    let (mut quiet_since, mut longest_quiet) = (Some(start), Duration::ZERO);
+    let mut last = String::new();
+    let back = loop {
+        match wait_status(&worker, "lending (idle)", Duration::from_millis(500)) {
+            Ok(_) => break Some(start.elapsed()),
+            Err(l) => last = l,
+        }
+        let now = Instant::now();
+        if mine.other_load().is_some_and(|l| l < 0.6) {
+            let since = *quiet_since.get_or_insert(now);
+            longest_quiet = longest_quiet.max(now - since);
+        } else {
+            quiet_since = None;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+    };
+    match back {
+        Some(back) => {
+            eprintln!("lending again {back:?} after the loop ended");
+            assert!(back >= Duration::from_secs(9), "no hysteresis: {back:?}");
+        }
+        None if longest_quiet >= Duration::from_secs(12) => panic!(
+            "the worker did not lend again though its CPU was quiet for {longest_quiet:?}: {last}\n{}",
+            worker.log_text()
+        ),
+        None => eprintln!(
+            "unrelated work kept CPU {cpu} busy (quiet for {longest_quiet:?} at most): the return to lending is not judged ({last})"
+        ),
+    }
 }
