@@ -31,7 +31,7 @@ start_worker() {
   local setup=${1:+$1 && } port_file=/var/tmp/offload-bench-bin/port.$PORT
   rm -f "$port_file"
   unshare -m --propagation private sh -c \
-    "mount -t tmpfs tmpfs /tmp && ${setup}exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w --state-dir /tmp/w-state --trust-host $HOSTFP --no-advertise --port-file $port_file" \
+    "mount -t tmpfs tmpfs /tmp && ${setup}exec taskset -c 1 $O worker --listen 127.0.0.1:$PORT --slots 1 --work-dir /tmp/w --state-dir /tmp/w-state --trust-host $HOSTFP --no-advertise --lend always --port-file $port_file" \
     2>"$B/worker.log" &
   WPID=$!
   for _ in $(seq 200); do

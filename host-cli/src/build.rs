@@ -290,6 +290,9 @@ async fn start_local_worker(
         tmp.join("worker-state").to_string_lossy().into_owned(),
         "--trust-host".into(),
         host.to_string(),
+        // It runs beside this build, whose own compiles would make it busy.
+        "--lend".into(),
+        "always".into(),
     ]);
     // Its messages go to a log file: the build's output stays the build's own.
     let log = std::fs::File::create(tmp.join("worker.log")).context("creating the worker log")?;

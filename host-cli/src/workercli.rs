@@ -88,6 +88,60 @@ struct ServeArgs {
     no_advertise: bool,
     #[command(flatten)]
     limits: WorkerLimits,
+    #[command(flatten)]
+    lend: LendArgs,
+}
+
+/// When the worker lends its cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LendWhen {
+    /// When the machine is idle: no input for a while or the screen locked, on mains
+    /// power, not hot, other work light on the worker's CPUs.
+    Idle,
+    /// Always (but for the owner's pause): for a machine that only serves, and for a
+    /// worker beside a host on one machine, whose compiles would make it busy.
+    Always,
+}
+
+/// The idle policy's switch and thresholds.
+#[derive(Debug, clap::Args)]
+struct LendArgs {
+    /// When to lend this machine's cores.
+    #[arg(long, value_enum, default_value_t = LendWhen::Idle)]
+    lend: LendWhen,
+    /// The idle policy's settings, a JSON file (fields left out keep their defaults):
+    /// idle_after_secs, idle_when_locked, require_ac, lend_in_low_power, max_thermal,
+    /// max_other_load, max_memory_pressure, busy_samples, resume_after_secs, period_ms.
+    #[arg(long, value_name = "FILE")]
+    idle_settings: Option<PathBuf>,
+    /// Idle once no input came for this long [default: 300, or the settings file's].
+    #[arg(long)]
+    idle_after_secs: Option<u64>,
+    /// Most share (0 to 1) of the worker's CPUs that other work may use while it lends
+    /// [default: 0.25, or the settings file's].
+    #[arg(long)]
+    max_other_load: Option<f64>,
+}
+
+impl LendArgs {
+    fn lend(&self) -> anyhow::Result<offload_worker::idle::Lend> {
+        use offload_worker::idle::Lend;
+        if self.lend == LendWhen::Always {
+            return Ok(Lend::Always);
+        }
+        let mut s = match &self.idle_settings {
+            Some(p) => offload_idle::Settings::from_file(p)?,
+            None => offload_idle::Settings::default(),
+        };
+        if let Some(v) = self.idle_after_secs {
+            s.idle_after_secs = v;
+        }
+        if let Some(v) = self.max_other_load {
+            s.max_other_load = v;
+        }
+        s.check()?;
+        Ok(Lend::Idle(s))
+    }
 }
 
 /// How much a worker gives peers, and for how long.
@@ -358,6 +412,7 @@ async fn serve(a: ServeArgs, dir: &Path) -> anyhow::Result<i32> {
     config.job_user = job_user;
     config.store_max_bytes = a.store_max_mib.saturating_mul(1 << 20);
     a.limits.apply(&mut config);
+    config.lend = a.lend.lend()?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the state directory {}", dir.display()))?;
     let identity = identity(a.key_file.as_deref(), dir)?;

@@ -389,11 +389,15 @@ impl NetnsWorker {
         } else {
             format!("{} && ", self.setup)
         };
-        let args: String = self
+        let mut args: String = self
             .args
             .iter()
             .map(|a| format!(" {}", crate::cmd::shell_quote(a)))
             .collect();
+        // The host's compiles load the same CPUs: the idle policy would stop it lending.
+        if !self.args.iter().any(|a| a == "--lend") {
+            args.push_str(" --lend always");
+        }
         let script = format!(
             "mount -t tmpfs tmpfs /tmp && {setup}exec {} worker --listen {} --slots {slots} --work-dir /tmp/offload-worker --state-dir /tmp/offload-worker-state --key-file {} --trust-host {}{args}",
             crate::cmd::shell_quote(&bin.to_string_lossy()),

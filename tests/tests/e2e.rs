@@ -12,6 +12,7 @@
 //! - `faults`: a worker killed mid-build, malformed frames, no worker, an unreachable worker;
 //! - `ship`: the host's toolchain shipped to a worker without it;
 //! - `lending`: a worker whose owner takes its cores back mid-build;
+//! - `idle`: a worker with `--lend idle` pinned to a CPU that other work loads;
 //! - `verify`: `--verify` against an honest worker and a lying one;
 //! - `soak`: many small jobs against a worker restarted between them; RSS and descriptors flat.
 
@@ -26,6 +27,7 @@ mod hostile_container;
 mod hostile_job;
 mod hostile_toolchain;
 mod hostile_tree;
+mod idle;
 mod lending;
 mod pairing;
 mod parallel;

@@ -6,7 +6,9 @@
 //! [`quota`] accounts what each peer holds and [`fair`] shares the slots between hosts; [`job`] runs one job: [`admission`] decides
 //! whether it runs at all, [`toolchain`] (with [`inventory`] and [`shipped`]) gives it a
 //! compiler, [`command`] its command, [`jobroot`] its root, [`sandbox`] confines it and
-//! [`harvest`] collects its outputs; [`store`] keeps received files by digest.
+//! [`harvest`] collects its outputs; [`store`] keeps received files by digest;
+//! [`donation`] says whether the worker lends now, fed by the owner's pause ([`control`])
+//! and the idle policy ([`idle`]).
 
 pub mod admission;
 pub mod asshim;
@@ -16,6 +18,7 @@ pub mod control;
 pub mod donation;
 pub mod fair;
 pub mod harvest;
+pub mod idle;
 pub mod inventory;
 pub mod job;
 pub mod jobroot;

@@ -22,8 +22,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::conn::{self, Drain, Timeouts, Who};
-use crate::donation::{Donation, Lending};
+use crate::donation::Donation;
 use crate::fair::FairSlots;
+use crate::idle::Lend;
 use crate::jobroot::JobUser;
 use crate::pairing::Pairings;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
@@ -56,6 +57,9 @@ pub struct Config {
     /// How long running jobs may finish once the worker stops lending (its owner is
     /// back): with the policy's sampling, the cores are free within 2 s.
     pub give_back_grace: Duration,
+    /// When it lends: always (the default here, for tests and embedding), or when the idle
+    /// policy allows it (the CLI's default).
+    pub lend: Lend,
 }
 
 impl Config {
@@ -72,6 +76,7 @@ impl Config {
             timeouts: Timeouts::default(),
             drain: Duration::from_secs(8),
             give_back_grace: Duration::from_millis(1000),
+            lend: Lend::Always,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct Worker {
     pub(crate) pairings: Arc<Pairings>,
     /// Whether it lends its cores now.
     pub(crate) donation: Arc<Donation>,
+    /// The idle policy feeding it, while the worker lives (none with `--lend always`).
+    _idle: Option<offload_idle::Monitor>,
 }
 
 /// Why the worker could not start.
@@ -108,6 +115,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The idle policy could not start.
+    #[error("starting the idle policy: {0}")]
+    Idle(#[from] offload_idle::monitor::MonitorError),
     /// Per-job roots need `chroot`.
     #[error(
         "the worker must run as root (or as root in its container) to give each job its own root"
@@ -200,6 +210,9 @@ impl Worker {
                 .quotas
                 .unwrap_or_else(|| QuotaLimits::for_slots(config.slots as usize, max_frame())),
         );
+        let donation = Arc::new(Donation::new(crate::idle::initial(&config.lend)));
+        let own = crate::idle::own_jobs(config.job_user, config.slots);
+        let idle = crate::idle::start(&config.lend, donation.clone(), own)?;
         Ok(Arc::new(Worker {
             slots: FairSlots::new(config.slots as usize, quotas.limits().slots_per_peer),
             free_users: std::sync::Mutex::new((0..config.slots).rev().collect()),
@@ -211,7 +224,8 @@ impl Worker {
             drain: watch::Sender::new(Drain::Serving),
             identity,
             pairings,
-            donation: Arc::new(Donation::new(Lending::yes(crate::donation::IDLE))),
+            donation,
+            _idle: idle,
             config,
         }))
     }
