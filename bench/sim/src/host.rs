@@ -159,7 +159,10 @@ impl VirtualHost {
     /// One compile, as the coordinator's `attempt`.
     async fn job(&self, job: Job) -> JobRecord {
         let submitted = self.now();
-        let grant = self.sched.acquire_excluding(true, job.cost, Vec::new()).await;
+        let grant = self
+            .sched
+            .acquire_excluding(true, job.cost, Vec::new())
+            .await;
         let ran = match grant.place().clone() {
             Place::Local => {
                 self.run_local(grant, &job).await;

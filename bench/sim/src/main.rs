@@ -23,6 +23,10 @@ fn main() {
         let started = std::time::Instant::now();
         let s = sim::run(&p.scenario(seed));
         println!("{}", report::row(&s));
-        eprintln!("{}: {:.1} s of real time", p.name, started.elapsed().as_secs_f64());
+        eprintln!(
+            "{}: {:.1} s of real time",
+            p.name,
+            started.elapsed().as_secs_f64()
+        );
     }
 }

@@ -119,7 +119,10 @@ pub fn summarise(
     locals: &[LocalUse],
 ) -> Summary {
     let secs = Duration::as_secs_f64;
-    let makespan = records.iter().map(|r| secs(&r.finished)).fold(0.0, f64::max);
+    let makespan = records
+        .iter()
+        .map(|r| secs(&r.finished))
+        .fold(0.0, f64::max);
     let ideal = ideal(s);
     let mut latencies: Vec<f64> = records
         .iter()

@@ -35,7 +35,10 @@ async fn simulate(s: &Scenario) -> Summary {
         .enumerate()
         .map(|(i, h)| Arc::new(VirtualHost::new(i, h.clone(), workers.clone(), s.net, t0)))
         .collect();
-    let builds: Vec<_> = hosts.iter().map(|h| tokio::spawn(h.clone().build())).collect();
+    let builds: Vec<_> = hosts
+        .iter()
+        .map(|h| tokio::spawn(h.clone().build()))
+        .collect();
     let mut records = Vec::new();
     for b in builds {
         records.extend(b.await.expect("a build task"));

@@ -40,11 +40,7 @@ struct Busy<'a> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         let secs = self.since.elapsed().as_secs_f64();
-        let mut spent = self
-            .worker
-            .spent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut spent = self.worker.spent.lock().unwrap_or_else(|p| p.into_inner());
         let s = &mut spent[self.host];
         if self.finished {
             s.done += secs;

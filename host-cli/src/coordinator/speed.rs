@@ -55,7 +55,10 @@ impl Speeds {
     /// this host has measured one, three times the worker's own; before either,
     /// [`UNMEASURED_PATIENCE`].
     pub fn patience(&self, place: &Place, cost: u64) -> Duration {
-        match (self.estimate(&Place::Local, cost), self.estimate(place, cost)) {
+        match (
+            self.estimate(&Place::Local, cost),
+            self.estimate(place, cost),
+        ) {
             (Some(local), _) => (local * 2).max(MIN_PATIENCE),
             (None, Some(remote)) => (remote * 3).max(MIN_PATIENCE),
             (None, None) => UNMEASURED_PATIENCE,
