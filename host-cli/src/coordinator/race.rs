@@ -5,41 +5,21 @@
 //! ones left. Both are the same command on the same inputs, so either result is the one a
 //! local build gives.
 //!
-//! How long is "far past": twice this host's measured time for a job of that size (never
-//! under [`MIN_PATIENCE`]); before this host has measured one, three times the worker's
-//! own; before either, [`UNMEASURED_PATIENCE`].
+//! How long is "far past": [`super::speed::Speeds::patience`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::executor::Executor;
 use super::localrun::{LocalCommand, LocalRun};
 use super::sched::{Grant, Place};
+use super::speed::LOOK_AGAIN;
 use super::{Coordinator, Outcome, terminal};
 use crate::classify;
 use crate::ipc::CompileRequest;
 
-/// The least time a worker gets before a second run starts here.
-const MIN_PATIENCE: Duration = Duration::from_millis(500);
-/// The time a worker gets when nothing is measured yet.
-const UNMEASURED_PATIENCE: Duration = Duration::from_secs(20);
-/// How often a job past its patience looks for a spare local slot.
-const LOOK_AGAIN: Duration = Duration::from_millis(100);
-
 impl Coordinator {
-    /// How long a job of `cost` may run on `place` before it is run here too.
-    fn patience(&self, place: &Place, cost: u64) -> Duration {
-        match (
-            self.speeds.estimate(&Place::Local, cost),
-            self.speeds.estimate(place, cost),
-        ) {
-            (Some(local), _) => (local * 2).max(MIN_PATIENCE),
-            (None, Some(remote)) => (remote * 3).max(MIN_PATIENCE),
-            (None, None) => UNMEASURED_PATIENCE,
-        }
-    }
-
     /// The command as the wrapper would run it here: its own argv, with what makes a
     /// compiler print as on the wrapper's terminal. `None` if that cannot be reproduced.
     fn local_command(req: &CompileRequest) -> Option<LocalCommand> {
@@ -70,7 +50,7 @@ impl Coordinator {
     ) -> Outcome {
         let place = grant.place().clone();
         let started = Instant::now();
-        let patience = self.patience(&place, cost);
+        let patience = self.speeds.patience(&place, cost);
         // Boxed, so that dropping it (the worker lost the race) cancels it there and then.
         let mut fetch = Box::pin(self.remote(exec, req, compile, rsp_files, true));
         // The worker alone, until it is past its patience and a local slot is spare.

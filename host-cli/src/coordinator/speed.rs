@@ -13,6 +13,12 @@ use super::sched::Place;
 const BASE_COST: f64 = 8192.0;
 /// The weight of the newest sample.
 const WEIGHT: f64 = 0.25;
+/// The least time a worker gets before a second run starts here.
+const MIN_PATIENCE: Duration = Duration::from_millis(500);
+/// The time a worker gets when nothing is measured yet.
+const UNMEASURED_PATIENCE: Duration = Duration::from_secs(20);
+/// How often a job past its patience looks for a spare local slot.
+pub const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// The units a job of `cost` (its source's bytes) counts for.
 fn units(cost: u64) -> f64 {
@@ -43,6 +49,21 @@ impl Speeds {
         m.get(place)
             .map(|v| Duration::from_secs_f64((v * units(cost)).clamp(0.0, 86_400.0)))
     }
+
+    /// How long a job of `cost` may run on `place` before it is run here too: twice this
+    /// host's measured time for a job of that size (never under [`MIN_PATIENCE`]); before
+    /// this host has measured one, three times the worker's own; before either,
+    /// [`UNMEASURED_PATIENCE`].
+    pub fn patience(&self, place: &Place, cost: u64) -> Duration {
+        match (
+            self.estimate(&Place::Local, cost),
+            self.estimate(place, cost),
+        ) {
+            (Some(local), _) => (local * 2).max(MIN_PATIENCE),
+            (None, Some(remote)) => (remote * 3).max(MIN_PATIENCE),
+            (None, None) => UNMEASURED_PATIENCE,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +87,21 @@ mod tests {
         let e = s.estimate(&Place::Local, 8192).expect("an estimate");
         assert!((e.as_secs_f64() - 0.2).abs() < 1e-9, "{e:?}");
         assert_eq!(s.estimate(&w, 1), None);
+    }
+
+    #[test]
+    fn patience_follows_this_host_then_the_worker() {
+        let s = Speeds::default();
+        let w = Place::Remote(WorkerId::new("w"));
+        assert_eq!(s.patience(&w, 0), UNMEASURED_PATIENCE);
+        // The worker's own time, three times, before this host has measured one.
+        s.record(&w, 8192, Duration::from_secs(1));
+        assert_eq!(s.patience(&w, 8192), Duration::from_secs(3));
+        // Then twice this host's, never under the floor.
+        s.record(&Place::Local, 8192, Duration::from_secs(2));
+        assert_eq!(s.patience(&w, 8192), Duration::from_secs(4));
+        let tiny = Speeds::default();
+        tiny.record(&Place::Local, 8192, Duration::from_millis(10));
+        assert_eq!(tiny.patience(&w, 8192), MIN_PATIENCE);
     }
 }
