@@ -610,7 +610,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         }
         let lending = self.worker.donation.current();
         if !lending.donating {
-            return self.not_donating(id, lending.why).await;
+            return self.not_donating(id, lending.why, false).await;
         }
         // A tree or working directory the job root would refuse is refused before its
         // blobs are asked for: they would only churn the store.
@@ -716,7 +716,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         };
         let result = match during {
             During::Ran(r) => r,
-            During::GivenBack(why) => return self.not_donating(id, why).await,
+            During::GivenBack(why) => return self.not_donating(id, why, true).await,
             During::Left => return Ok(Next::Close),
             During::Failed(e) => {
                 self.fail(e).await?;
@@ -741,9 +741,19 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
 }
 
 impl<W: AsyncWrite + Unpin> Conn<'_, W> {
-    /// Answers a job the worker does not run, or stopped, because it does not lend now.
-    async fn not_donating(&mut self, job_id: u64, why: String) -> Result<Next, ConnError> {
-        tracing::info!(job_id, why, "job given back");
+    /// Answers a job the worker does not run (`running` false), or stopped while it ran,
+    /// because it does not lend now.
+    async fn not_donating(
+        &mut self,
+        job_id: u64,
+        why: String,
+        running: bool,
+    ) -> Result<Next, ConnError> {
+        if running {
+            tracing::info!(job_id, why, "job given back");
+        } else {
+            tracing::info!(job_id, why, "job refused: not lending");
+        }
         let msg = Message::NotDonating(NotDonating { job_id, why });
         self.send(&msg, &[]).await?;
         Ok(Next::Continue)
