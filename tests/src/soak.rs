@@ -211,8 +211,11 @@ pub struct Sample {
     /// Processes whose parent is the worker (jobs' inits, which exist only while a job
     /// runs).
     pub children: usize,
-    /// Entries of the work directory's `jobs/` (job roots not yet removed).
+    /// Job roots in the work directory's `jobs/` (not yet removed).
     pub job_roots: usize,
+    /// Spare roots in `jobs/` (`spare-N`: made ahead for the next job, never one a job ran
+    /// in; at most two per slot).
+    pub spare_roots: usize,
     /// Blobs in the work directory's store.
     pub store_blobs: usize,
 }
@@ -807,6 +810,18 @@ fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |rd| rd.count())
 }
 
+/// Entries of the worker's `jobs/`: job roots, and spare roots (`spare-N`).
+fn count_roots(jobs: &Path) -> (usize, usize) {
+    let names: Vec<bool> = std::fs::read_dir(jobs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+        .collect();
+    let spares = names.iter().filter(|s| **s).count();
+    (names.len() - spares, spares)
+}
+
 /// One reading of process `pid` (its work directory seen through its own root).
 fn read_sample(pid: u32, completed: usize) -> Sample {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -833,13 +848,15 @@ fn read_sample(pid: u32, completed: usize) -> Sample {
         .flatten()
         .map(|fan| count_entries(&fan.path()))
         .sum();
+    let (job_roots, spare_roots) = count_roots(&work.join("jobs"));
     Sample {
         completed,
         rss_kib: field("VmRSS:"),
         fds: count_entries(Path::new(&format!("/proc/{pid}/fd"))),
         threads: field("Threads:"),
         children,
-        job_roots: count_entries(&work.join("jobs")),
+        job_roots,
+        spare_roots,
         store_blobs,
     }
 }
@@ -1121,6 +1138,13 @@ impl Report {
                         life.pid, s.completed, s.children, s.job_roots
                     ));
                 }
+                let most = 2 * self.config.slots as usize;
+                if s.spare_roots > most {
+                    v.push(format!(
+                        "lifetime {i} (pid {}), after {} jobs: {} spare roots (at most {most})",
+                        life.pid, s.completed, s.spare_roots
+                    ));
+                }
             }
             let Some(t) = life.trend(self.config.warmup_samples, self.config.window) else {
                 continue;
@@ -1395,6 +1419,7 @@ mod tests {
             threads: 1,
             children: 0,
             job_roots: 0,
+            spare_roots: 0,
             store_blobs: 0,
         };
         let life = Lifetime {

@@ -65,6 +65,7 @@ pub enum RootError {
     },
 }
 
+#[derive(Debug)]
 enum Planned<'a> {
     Dir { writable: bool, toolchain: bool },
     Link { target: &'a Path, toolchain: bool },
@@ -279,8 +280,7 @@ fn plan<'a>(
             }
             // The same link twice is made once, by whoever listed it first (the
             // toolchain: a spare root holds it already).
-            (Some(Planned::Link { target: a, .. }), Planned::Link { target: b, .. })
-                if a == b => {}
+            (Some(Planned::Link { target: a, .. }), Planned::Link { target: b, .. }) if a == b => {}
             _ => return Err(RootError::Collision(e.path.clone())),
         }
     }
@@ -386,6 +386,16 @@ pub struct SpareRoot {
     root: PathBuf,
     toolchain: Arc<Toolchain>,
     charsets: bool,
+    /// Removed when dropped (unless it became a job's root).
+    armed: bool,
+}
+
+impl Drop for SpareRoot {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
 }
 
 impl SpareRoot {
@@ -409,6 +419,7 @@ impl SpareRoot {
                 root: root.to_owned(),
                 toolchain,
                 charsets,
+                armed: true,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(root);
@@ -427,8 +438,15 @@ impl SpareRoot {
         Arc::ptr_eq(&self.toolchain, toolchain) && self.charsets == charsets
     }
 
-    /// Removes it (a spare no job took).
-    pub fn remove(self) -> io::Result<()> {
+    /// [`SpareRoot::fits`] by the toolchain's address (the pool's key; the spare holds its
+    /// toolchain, so the address is not reused while it lives).
+    pub(crate) fn fits_key(&self, (toolchain, charsets): (usize, bool)) -> bool {
+        Arc::as_ptr(&self.toolchain) as usize == toolchain && self.charsets == charsets
+    }
+
+    /// Removes it (a spare no job took; dropping it does too, without an error).
+    pub fn remove(mut self) -> io::Result<()> {
+        self.armed = false;
         std::fs::remove_dir_all(&self.root)
     }
 }
@@ -457,9 +475,9 @@ impl JobRoot {
     /// [`SpareRoot::fits`]) and the host's tree: every check of [`JobRoot::create`] runs
     /// on the whole root's paths first, then only the tree's part is made into the spare,
     /// which becomes the job's root; what it holds then is what `create` would have made.
-    /// On an error the spare's directory is left for the caller to remove.
+    /// On an error the spare is removed (it is dropped).
     pub fn create_in(
-        spare: SpareRoot,
+        mut spare: SpareRoot,
         entries: &[TreeEntry],
         store: &Store,
         user: Option<JobUser>,
@@ -468,6 +486,8 @@ impl JobRoot {
         let top = Path::new("/");
         let mut beneath = Beneath::new(&spare.root).map_err(err(top))?;
         let made = make(&mut beneath, &plan, Part::Tree, &spare.toolchain, user)?;
+        // The job's root now: removed as one, by its owner.
+        spare.armed = false;
         Ok(JobRoot::made(&spare.root, made, user))
     }
 
@@ -499,14 +519,14 @@ impl JobRoot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::toolchain::Mode;
     use offload_shared::Digest;
 
     /// A toolchain of one file, `/usr/bin/gcc`, also answering at `alias` (as another build
     /// of the host's compiler does), with its template under `dir`.
-    fn toolchain(dir: &Path, alias: &str) -> Toolchain {
+    pub(crate) fn toolchain(dir: &Path, alias: &str) -> Toolchain {
         let template = dir.join("template");
         std::fs::create_dir_all(template.join("usr/bin")).unwrap();
         std::fs::write(template.join("usr/bin/gcc"), b"driver").unwrap();
@@ -836,5 +856,238 @@ mod tests {
             println!("  {name:<52} median {:>7.0} µs  p95 {:>7.0} µs", p50, p95);
         }
     }
-}
 
+    /// Everything below `root`, never following a link: per path, its type, mode, owner,
+    /// link target, and for a file its inode (a hard link's source).
+    pub(crate) fn listing(root: &Path) -> BTreeMap<PathBuf, String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(dir) = todo.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&path).unwrap();
+                let kind = if m.is_dir() {
+                    todo.push(path.clone());
+                    "dir".to_string()
+                } else if m.file_type().is_symlink() {
+                    format!("link -> {}", std::fs::read_link(&path).unwrap().display())
+                } else {
+                    format!("file ino {}", m.ino())
+                };
+                let rel = path.strip_prefix(root).unwrap().to_owned();
+                let what = format!("{kind} mode {:o} {}:{}", m.mode(), m.uid(), m.gid());
+                out.insert(rel, what);
+            }
+        }
+        out
+    }
+
+    /// A tree that reaches into the toolchain's paths: its directories listed again (one
+    /// holding the tree's header), the toolchain's own link listed again, a writable
+    /// directory that is an ancestor of the cross driver's alias (not a toolchain
+    /// directory), and `/tmp` itself writable.
+    fn overlapping_tree(store: &Store) -> Vec<TreeEntry> {
+        let digest = Digest::of(b"int x;\n");
+        store.put(&digest, b"int x;\n").unwrap();
+        let file = || EntryKind::File {
+            digest,
+            size: 7,
+            executable: false,
+        };
+        vec![
+            entry("/usr", EntryKind::Dir { writable: false }),
+            entry("/usr/bin", EntryKind::Dir { writable: false }),
+            entry(
+                "/usr/bin/cc",
+                EntryKind::Symlink {
+                    target: "gcc".into(),
+                },
+            ),
+            entry("/usr/bin/x.h", file()),
+            entry("/opt", EntryKind::Dir { writable: false }),
+            entry("/opt/cc", EntryKind::Dir { writable: false }),
+            entry("/opt/cc/bin", EntryKind::Dir { writable: true }),
+            entry("/src", EntryKind::Dir { writable: true }),
+            entry("/src/a.c", file()),
+            entry("/src/sub", EntryKind::Dir { writable: true }),
+            entry("/tmp", EntryKind::Dir { writable: true }),
+        ]
+    }
+
+    /// [`toolchain`] with a link of its own, `/usr/bin/cc -> gcc`.
+    fn toolchain_with_link(dir: &Path) -> Arc<Toolchain> {
+        let mut tc = toolchain(dir, "/opt/cc/bin/gcc");
+        tc.nodes
+            .insert(PathBuf::from("/usr/bin/cc"), Node::Symlink("gcc".into()));
+        Arc::new(tc)
+    }
+
+    const USER: Option<JobUser> = Some(JobUser {
+        uid: 64011,
+        gid: 64012,
+    });
+
+    #[test]
+    fn a_root_from_a_spare_is_the_root_made_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store"), 1 << 20).unwrap();
+        let synthetic = toolchain_with_link(t.path());
+        let (gcc, gcc_tree) = real_gcc(t.path(), &store);
+        let cases = [
+            (synthetic.clone(), overlapping_tree(&store), false),
+            (synthetic, Vec::new(), false),
+            (gcc.clone(), gcc_tree.clone(), false),
+            (gcc, gcc_tree, true),
+        ];
+        for (i, (tc, tree, charsets)) in cases.into_iter().enumerate() {
+            let whole = t.path().join(format!("whole-{i}"));
+            let a = JobRoot::create(&whole, &tc, &tree, &store, USER, charsets).unwrap();
+            let spare =
+                SpareRoot::create(&t.path().join(format!("spare-{i}")), tc.clone(), charsets)
+                    .unwrap();
+            assert!(spare.fits(&tc, charsets) && !spare.fits(&tc, !charsets));
+            let b = JobRoot::create_in(spare, &tree, &store, USER).unwrap();
+            let (la, lb) = (listing(&a.root), listing(&b.root));
+            assert!(la.len() > 3, "case {i}: {la:?}");
+            assert_eq!(la, lb, "case {i}");
+            let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode();
+            assert_eq!(meta(&a.root), meta(&b.root), "case {i}: the root itself");
+            assert_eq!(a.writable.len(), b.writable.len(), "case {i}");
+            assert_eq!(a.inputs, b.inputs, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_spare_holds_the_toolchain_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let tc = toolchain_with_link(t.path());
+        let spare = SpareRoot::create(&t.path().join("spare"), tc, false).unwrap();
+        let l = listing(spare.path());
+        let names: Vec<String> = l.keys().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "opt",
+                "opt/cc",
+                "opt/cc/bin",
+                "opt/cc/bin/gcc",
+                "tmp",
+                "usr",
+                "usr/bin",
+                "usr/bin/cc",
+                "usr/bin/gcc"
+            ]
+        );
+        assert!(
+            l[Path::new("tmp")].starts_with("dir mode 41777 0:0"),
+            "{l:?}"
+        );
+        // Nothing of it is the job's user's.
+        assert!(l.values().all(|v| v.ends_with(" 0:0")), "{l:?}");
+        // Made anew, never over something that is there.
+        let again = SpareRoot::create(spare.path(), toolchain_with_link(t.path()), false);
+        assert!(again.is_err());
+        let path = spare.path().to_owned();
+        spare.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_tree_that_collides_with_the_toolchain_is_refused_before_the_spare_is_touched() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store"), 1 << 20).unwrap();
+        let tc = toolchain_with_link(t.path());
+        let digest = Digest::of(b"x");
+        store.put(&digest, b"x").unwrap();
+        let file = EntryKind::File {
+            digest,
+            size: 1,
+            executable: false,
+        };
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let bad: Vec<(Vec<TreeEntry>, fn(&RootError) -> bool)> = vec![
+            // A file over the toolchain's driver.
+            (
+                vec![
+                    entry("/usr", EntryKind::Dir { writable: false }),
+                    entry("/usr/bin", EntryKind::Dir { writable: false }),
+                    entry("/usr/bin/gcc", file.clone()),
+                ],
+                |e| matches!(e, RootError::Collision(p) if p == "/usr/bin/gcc"),
+            ),
+            // The toolchain's link pointed elsewhere.
+            (
+                vec![
+                    entry("/usr", EntryKind::Dir { writable: false }),
+                    entry("/usr/bin", EntryKind::Dir { writable: false }),
+                    entry(
+                        "/usr/bin/cc",
+                        EntryKind::Symlink {
+                            target: "/etc".into(),
+                        },
+                    ),
+                ],
+                |e| matches!(e, RootError::Collision(p) if p == "/usr/bin/cc"),
+            ),
+            // A toolchain directory made writable.
+            (
+                vec![
+                    entry("/usr", EntryKind::Dir { writable: false }),
+                    entry("/usr/bin", EntryKind::Dir { writable: true }),
+                ],
+                |e| matches!(e, RootError::WritableToolchainDir(p) if p == "/usr/bin"),
+            ),
+            // A link where the toolchain has a directory.
+            (
+                vec![entry(
+                    "/usr",
+                    EntryKind::Symlink {
+                        target: outside.to_string_lossy().into_owned(),
+                    },
+                )],
+                |e| matches!(e, RootError::Collision(p) if p == "/usr"),
+            ),
+            // A link above the cross driver's alias.
+            (
+                vec![
+                    entry("/opt", EntryKind::Dir { writable: false }),
+                    entry(
+                        "/opt/cc",
+                        EntryKind::Symlink {
+                            target: outside.to_string_lossy().into_owned(),
+                        },
+                    ),
+                ],
+                |e| matches!(e, RootError::BelowLink { link, .. } if link == "/opt/cc"),
+            ),
+            // A file below the toolchain's driver.
+            (
+                vec![entry("/usr/bin/gcc/x", file.clone())],
+                |e| matches!(e, RootError::Collision(p) if p == "/usr/bin/gcc/x"),
+            ),
+        ];
+        for (i, (tree, want)) in bad.iter().enumerate() {
+            let whole = t.path().join(format!("whole-{i}"));
+            let e = JobRoot::create(&whole, &tc, tree, &store, USER, false).unwrap_err();
+            assert!(want(&e), "case {i}, at once: {e}");
+            assert!(
+                !whole.exists(),
+                "case {i}: refused before anything was made"
+            );
+            let path = t.path().join(format!("spare-{i}"));
+            let spare = SpareRoot::create(&path, tc.clone(), false).unwrap();
+            let fresh = listing(&path);
+            // Refused on paths, before anything is made: a copy of the spare's state
+            // seen at the error is the spare's as made.
+            let e = plan(&tc, tree, &store, false).unwrap_err();
+            assert!(want(&e), "case {i}, its plan: {e}");
+            assert_eq!(listing(&path), fresh, "case {i}: the spare is untouched");
+            let e = JobRoot::create_in(spare, tree, &store, USER).unwrap_err();
+            assert!(want(&e), "case {i}, into a spare: {e}");
+            assert!(!path.exists(), "case {i}: a refused job's spare is removed");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+}

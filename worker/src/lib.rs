@@ -5,7 +5,7 @@
 //! shutdown; [`conn`] speaks the protocol on one connection, with its limits and timeouts;
 //! [`quota`] accounts what each peer holds; [`job`] runs one job: [`admission`] decides
 //! whether it runs at all, [`toolchain`] (with [`inventory`] and [`shipped`]) gives it a
-//! compiler, [`command`] its command, [`jobroot`] its root, [`sandbox`] confines it and
+//! compiler, [`command`] its command, [`jobroot`] its root (from a [`spare`] one when there is one), [`sandbox`] confines it and
 //! [`harvest`] collects its outputs; [`store`] keeps received files by digest.
 
 pub mod admission;
@@ -23,6 +23,7 @@ pub mod quota;
 pub mod sandbox;
 pub mod server;
 pub mod shipped;
+pub mod spare;
 pub mod store;
 pub mod toolchain;
 
