@@ -547,6 +547,15 @@ pub(crate) mod tests {
         }
     }
 
+    fn link(path: &str, target: &str) -> TreeEntry {
+        entry(
+            path,
+            EntryKind::Symlink {
+                target: target.into(),
+            },
+        )
+    }
+
     fn entry(path: &str, kind: EntryKind) -> TreeEntry {
         TreeEntry {
             path: path.into(),
@@ -679,8 +688,9 @@ pub(crate) mod tests {
     }
 
     /// The worker's own gcc as a native toolchain (prepared under `dir`) and a tree like
-    /// a host's for one small compile: gcc's system include directories (listed again by
-    /// the tree, as hosts do), `<stdc-predef.h>`, a writable source directory with one file.
+    /// a host's for one small compile: include directories (one inside the toolchain's
+    /// directories, which the tree lists again, as hosts do), `<stdc-predef.h>`, a writable
+    /// source directory with one file.
     fn real_gcc(dir: &Path, store: &Store) -> (Arc<Toolchain>, Vec<TreeEntry>) {
         let gcc = "/usr/bin/gcc";
         let real = std::fs::canonicalize(gcc).unwrap();
@@ -692,24 +702,19 @@ pub(crate) mod tests {
         };
         let tcs = crate::toolchain::Toolchains::new(&dir.join("toolchains"));
         let tc = tcs.get(&cc, &crate::shipped::Owned::default()).unwrap();
-        let out = std::process::Command::new(gcc)
-            .args(["-xc", "-E", "-v", "/dev/null"])
-            .env("LC_ALL", "C")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        // gcc's own include directory (next to cc1, inside the toolchain's directories)
+        // and the system's, with their ancestors: the tree lists toolchain directories
+        // again, as a host's does.
+        let cc1 = tc.nodes.keys().find(|p| p.ends_with("cc1")).unwrap();
         let mut dirs = std::collections::BTreeSet::new();
-        let mut on = false;
-        for line in text.lines() {
-            if line.starts_with("#include <...>") {
-                on = true;
-            } else if line.starts_with("End of search list") {
-                on = false;
-            } else if on && let Ok(p) = std::fs::canonicalize(line.trim()) {
-                for a in p.ancestors() {
-                    if a != Path::new("/") {
-                        dirs.insert(a.to_owned());
-                    }
+        for d in [
+            cc1.with_file_name("include"),
+            "/usr/local/include".into(),
+            "/usr/include".into(),
+        ] {
+            for a in d.ancestors() {
+                if a != Path::new("/") {
+                    dirs.insert(a.to_owned());
                 }
             }
         }
@@ -898,12 +903,7 @@ pub(crate) mod tests {
         vec![
             entry("/usr", EntryKind::Dir { writable: false }),
             entry("/usr/bin", EntryKind::Dir { writable: false }),
-            entry(
-                "/usr/bin/cc",
-                EntryKind::Symlink {
-                    target: "gcc".into(),
-                },
-            ),
+            link("/usr/bin/cc", "gcc"),
             entry("/usr/bin/x.h", file()),
             entry("/opt", EntryKind::Dir { writable: false }),
             entry("/opt/cc", EntryKind::Dir { writable: false }),
@@ -1007,7 +1007,8 @@ pub(crate) mod tests {
         };
         let outside = t.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        let bad: Vec<(Vec<TreeEntry>, fn(&RootError) -> bool)> = vec![
+        type Case = (Vec<TreeEntry>, fn(&RootError) -> bool);
+        let bad: Vec<Case> = vec![
             // A file over the toolchain's driver.
             (
                 vec![
@@ -1022,12 +1023,7 @@ pub(crate) mod tests {
                 vec![
                     entry("/usr", EntryKind::Dir { writable: false }),
                     entry("/usr/bin", EntryKind::Dir { writable: false }),
-                    entry(
-                        "/usr/bin/cc",
-                        EntryKind::Symlink {
-                            target: "/etc".into(),
-                        },
-                    ),
+                    link("/usr/bin/cc", "/etc"),
                 ],
                 |e| matches!(e, RootError::Collision(p) if p == "/usr/bin/cc"),
             ),
