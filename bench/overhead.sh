@@ -14,6 +14,9 @@
 #    Then `sandbox::tests::compile_overhead_by_layer` (ignored): a real `gcc -O2 -c` in a
 #    job root holding gcc's files, spawned plainly in the chroot and through the sandbox
 #    with every layer and with one left out at a time, RUNS/5 rounds, alternating.
+#    Then `jobroot::tests::root_cost_by_part` (ignored), RUNS/5 rounds on /var/tmp and on
+#    /dev/shm: the checks on paths, a whole root, its toolchain part (a spare root) and
+#    its tree part, mkdir/linkat/symlinkat of the toolchain part, removing a root.
 # 2. Whole jobs at the worker: the ignored e2e test `soak::overhead` (tests/src/soak.rs):
 #    JOBS sequential `gcc -O2 -c` of distinct one-function sources on one connection to a
 #    worker (`--slots 1`, OFFLOAD_LOG=offload_worker=debug, pinned with taskset to CPU),
@@ -23,6 +26,9 @@
 #    minus the local compile. The first 20 jobs are left out (the first prepares the
 #    toolchain template). The worker's work directory is a tmpfs (as bench/run.sh's is),
 #    and so is the local compiles' directory (and their TMPDIR).
+#    With SOAK_GAP_MS=N in the environment, each local compile waits N ms after the
+#    previous reply, so that the worker's work after a reply (removing the root, making
+#    the next spare root) does not land in the local compile that is the baseline.
 # 3. The same with the worker's work directory on the disk, as by default
 #    (/var/tmp/offload-worker): a directory under /var/tmp bound onto it, and the local
 #    compiles in /tmp/offload-e2e on the same file system. Run as root.
@@ -46,6 +52,13 @@ OFFLOAD_OVERHEAD_RUNS=$RUNS taskset -c "$CPU" \
 OFFLOAD_OVERHEAD_RUNS=$((RUNS / 5)) taskset -c "$CPU" \
   cargo test --release -q -p offload-worker --lib sandbox::tests::compile_overhead_by_layer -- --ignored --exact --nocapture 2>&1 |
   grep -E '^(compile_overhead_by_layer|  )'
+echo
+echo "== 1b. where a job root's time goes (jobroot::tests::root_cost_by_part), on $(df --output=fstype /var/tmp | tail -1) (/var/tmp) and on a tmpfs (/dev/shm)"
+for dir in /var/tmp /dev/shm; do
+  OFFLOAD_ROOT_BENCH_DIR=$dir OFFLOAD_OVERHEAD_RUNS=$((RUNS / 5)) taskset -c "$CPU" \
+    cargo test --release -q -p offload-worker --lib jobroot::tests::root_cost_by_part -- --ignored --exact --nocapture 2>&1 |
+    grep -E '^(root_cost_by_part|  )'
+done
 echo
 echo "== 2. whole jobs: the worker's job timings against local compiles (worker and compiles on CPU $CPU)"
 OFFLOAD_LOG=offload_worker=debug SOAK_JOBS=$JOBS SOAK_WORKER_CPU=$CPU SOAK_LOCAL_CPU=$CPU taskset -c "$HOST_CPU" \

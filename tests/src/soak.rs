@@ -84,6 +84,10 @@ pub struct Config {
     /// Distinct sources: job `n` compiles source `n % distinct` (0: every job its own, so
     /// the worker's store gains a blob per job; with a few, it stops growing).
     pub distinct: usize,
+    /// With [`Config::interleave_local`], wait this long (ms) after each reply before the
+    /// next local compile: the worker's work after a reply (removing the root, the next
+    /// spare root) then lands outside the local compile that is the baseline (0: none).
+    pub gap_ms: u64,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             local_tmpfs: false,
             max_attempts: 5,
             distinct: 0,
+            gap_ms: 0,
         }
     }
 }
@@ -130,6 +135,7 @@ impl Config {
     /// [`Config::default`], with any of these environment variables overriding its fields:
     /// `SOAK_JOBS`, `SOAK_RESTART_EVERY`, `SOAK_CONNECTIONS`, `SOAK_JOBS_PER_CONNECTION`,
     /// `SOAK_SAMPLE_EVERY`, `SOAK_WARMUP_SAMPLES`, `SOAK_WINDOW`, `SOAK_SLOTS`, `SOAK_DISTINCT`,
+    /// `SOAK_GAP_MS`,
     /// `SOAK_KEEP_WORK_DIR`, `SOAK_INTERLEAVE_LOCAL`, `SOAK_LOCAL_TMPFS` (0/1),
     /// `SOAK_WORKER_CPU`, `SOAK_LOCAL_CPU` (a CPU number, or empty for none). Panics on a
     /// value that does not parse.
@@ -163,6 +169,7 @@ impl Config {
         get("SOAK_WINDOW", &mut c.window);
         get("SOAK_SLOTS", &mut c.slots);
         get("SOAK_DISTINCT", &mut c.distinct);
+        get("SOAK_GAP_MS", &mut c.gap_ms);
         for (name, flag) in [
             ("SOAK_KEEP_WORK_DIR", &mut c.keep_work_dir),
             ("SOAK_INTERLEAVE_LOCAL", &mut c.interleave_local),
@@ -211,8 +218,11 @@ pub struct Sample {
     /// Processes whose parent is the worker (jobs' inits, which exist only while a job
     /// runs).
     pub children: usize,
-    /// Entries of the work directory's `jobs/` (job roots not yet removed).
+    /// Job roots in the work directory's `jobs/` (not yet removed).
     pub job_roots: usize,
+    /// Spare roots in `jobs/` (`spare-N`: made ahead for the next job, never one a job ran
+    /// in; at most two per slot).
+    pub spare_roots: usize,
     /// Blobs in the work directory's store.
     pub store_blobs: usize,
 }
@@ -366,6 +376,8 @@ pub struct Timing {
     pub total_us: u64,
     /// The sandboxed run (clone to reaping), ms.
     pub compiled_ms: Option<u64>,
+    /// Whether the root was made from a spare root (workers that log it).
+    pub spare: bool,
 }
 
 /// Reads the `job timings` (and `compiled`) lines of a worker log, by job id; a job logged
@@ -393,6 +405,7 @@ pub fn job_timings(log: &str) -> BTreeMap<u64, Timing> {
                         root_us,
                         total_us,
                         compiled_ms: compiled.remove(&job),
+                        spare: line.split_whitespace().any(|w| w == "spare=true"),
                     },
                 );
             }
@@ -411,6 +424,8 @@ pub fn job_timings(log: &str) -> BTreeMap<u64, Timing> {
 pub struct Overhead {
     /// Jobs counted (after warm-up, never cut, logged by the worker).
     pub jobs: usize,
+    /// Of them, those whose root was made from a spare root.
+    pub from_spare: usize,
     /// The local compile.
     pub local: Stats,
     /// The worker's `total_us`: job root, sandboxed compile, harvest.
@@ -757,8 +772,11 @@ fn connection_thread(sh: &Shared<'_>) -> (Vec<(usize, JobRecord)>, Vec<String>) 
         let k = sh.cfg.source_of(n);
         let expected = match sh.expected.get(k) {
             Some(e) => *e,
-            None => reference(Path::new(&sh.dir), k, sh.cfg.local_cpu, sh.cfg.local_tmpfs)
-                .unwrap_or_else(|e| panic!("{e}")),
+            None => {
+                std::thread::sleep(Duration::from_millis(sh.cfg.gap_ms));
+                reference(Path::new(&sh.dir), k, sh.cfg.local_cpu, sh.cfg.local_tmpfs)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            }
         };
         let rec = run_job(sh, n, expected, &mut peer);
         running.busy = false;
@@ -807,6 +825,18 @@ fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |rd| rd.count())
 }
 
+/// Entries of the worker's `jobs/`: job roots, and spare roots (`spare-N`).
+fn count_roots(jobs: &Path) -> (usize, usize) {
+    let names: Vec<bool> = std::fs::read_dir(jobs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+        .collect();
+    let spares = names.iter().filter(|s| **s).count();
+    (names.len() - spares, spares)
+}
+
 /// One reading of process `pid` (its work directory seen through its own root).
 fn read_sample(pid: u32, completed: usize) -> Sample {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -833,13 +863,15 @@ fn read_sample(pid: u32, completed: usize) -> Sample {
         .flatten()
         .map(|fan| count_entries(&fan.path()))
         .sum();
+    let (job_roots, spare_roots) = count_roots(&work.join("jobs"));
     Sample {
         completed,
         rss_kib: field("VmRSS:"),
         fds: count_entries(Path::new(&format!("/proc/{pid}/fd"))),
         threads: field("Threads:"),
         children,
-        job_roots: count_entries(&work.join("jobs")),
+        job_roots,
+        spare_roots,
         store_blobs,
     }
 }
@@ -1121,6 +1153,13 @@ impl Report {
                         life.pid, s.completed, s.children, s.job_roots
                     ));
                 }
+                let most = 2 * self.config.slots as usize;
+                if s.spare_roots > most {
+                    v.push(format!(
+                        "lifetime {i} (pid {}), after {} jobs: {} spare roots (at most {most})",
+                        life.pid, s.completed, s.spare_roots
+                    ));
+                }
             }
             let Some(t) = life.trend(self.config.warmup_samples, self.config.window) else {
                 continue;
@@ -1159,6 +1198,7 @@ impl Report {
         let mut rtt = Vec::new();
         let mut sandboxed = Vec::new();
         let mut harvest = Vec::new();
+        let mut from_spare = 0;
         for (n, j) in self.jobs.iter().enumerate().skip(warmup) {
             let Some(t) = timings.get(&(n as u64 + 1)) else {
                 continue;
@@ -1167,6 +1207,7 @@ impl Report {
                 continue;
             }
             let l = j.local_us as f64;
+            from_spare += usize::from(t.spare);
             local.push(l);
             total.push(t.total_us as f64);
             root.push(t.root_us as f64);
@@ -1178,6 +1219,7 @@ impl Report {
         }
         Some(Overhead {
             jobs: local.len(),
+            from_spare,
             local: Stats::of(&local),
             worker_total: Stats::of(&total),
             worker_root: Stats::of(&root),
@@ -1314,7 +1356,11 @@ impl Overhead {
     /// A Markdown table, in ms.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{} jobs\n", self.jobs);
+        let _ = writeln!(
+            s,
+            "{} jobs ({} of them in a root made from a spare root)\n",
+            self.jobs, self.from_spare
+        );
         let _ = writeln!(s, "| per job | median | p95 | mean |");
         let _ = writeln!(s, "|---|---|---|---|");
         for (name, st) in [
@@ -1363,7 +1409,7 @@ mod tests {
 2026-11-26T10:00:00.000001Z DEBUG offload_worker::server: compiled job=3 ms=14
 2026-11-26T10:00:00.000002Z DEBUG offload_worker::server: job timings job=3 root_us=610 total_us=15890
 2026-11-26T10:00:00.000003Z  INFO offload_worker::server: rejected: x job=4
-2026-11-26T10:00:00.000004Z DEBUG offload_worker::server: job timings job=5 root_us=700 total_us=16000
+2026-11-26T10:00:00.000004Z DEBUG offload_worker::server: job timings job=5 root_us=700 total_us=16000 spare=true
 ";
         let t = job_timings(log);
         assert_eq!(
@@ -1371,10 +1417,12 @@ mod tests {
             Some(&Timing {
                 root_us: 610,
                 total_us: 15890,
-                compiled_ms: Some(14)
+                compiled_ms: Some(14),
+                spare: false,
             })
         );
         assert_eq!(t.get(&5).map(|t| t.compiled_ms), Some(None));
+        assert_eq!(t.get(&5).map(|t| t.spare), Some(true));
         assert_eq!(t.len(), 2);
     }
 
@@ -1395,6 +1443,7 @@ mod tests {
             threads: 1,
             children: 0,
             job_roots: 0,
+            spare_roots: 0,
             store_blobs: 0,
         };
         let life = Lifetime {

@@ -369,12 +369,19 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             let next = match frame.msg {
                 Message::ToolchainQuery(compiler) => {
                     let (toolchains, mine) = (&self.worker.toolchains, &self.mine);
-                    let info =
-                        tokio::task::block_in_place(|| match toolchains.get(&compiler, mine) {
-                            Ok(tc) => tc.info(&compiler),
-                            Err(e) => e.info(&compiler),
-                        });
+                    let got = tokio::task::block_in_place(|| toolchains.get(&compiler, mine));
+                    let info = match &got {
+                        Ok(tc) => tc.info(&compiler),
+                        Err(e) => e.info(&compiler),
+                    };
                     self.send(&Message::ToolchainInfo(info), &[]).await?;
+                    // Its jobs will follow: a spare root for the first of them.
+                    if let Ok(tc) = got {
+                        let spares = self.worker.spares.clone();
+                        drop(tokio::task::spawn_blocking(move || {
+                            spares.replenish(&tc, false);
+                        }));
+                    }
                     Next::Continue
                 }
                 Message::ToolchainOffer(offer) => self.offered(offer).await?,
@@ -684,8 +691,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 return Ok(Next::Continue);
             }
         }
+        // The job's root, removed once the reply is sent (or on the way out).
+        let mut finished = None;
         let during = {
-            let run = worker.run_job(job, &self.mine, self.peer);
+            let run = worker.run_job(job, &self.mine, self.peer, &mut finished);
             tokio::pin!(run);
             let mut lending = worker.donation.subscribe();
             let grace = worker.config.give_back_grace;
@@ -736,6 +745,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             }
             Err(e) => self.reject(id, &e).await?,
         }
+        drop(finished);
         Ok(Next::Continue)
     }
 }

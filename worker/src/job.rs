@@ -19,8 +19,9 @@ use crate::quota::PeerGuard;
 use crate::sandbox::{self, RunError, RunSpec};
 use crate::server::Worker;
 use crate::shipped::Owned;
+use crate::spare::Spares;
 use crate::store::{Store, StoreError};
-use crate::toolchain::ToolchainError;
+use crate::toolchain::{Toolchain, ToolchainError};
 use offload_classify::admit::Refusal;
 
 /// Most bytes a job's blobs or outputs may add up to.
@@ -80,10 +81,14 @@ impl JobError {
     }
 }
 
-/// A job root removed (off the async threads) when dropped, whatever ended the job.
-struct RootGuard {
+/// A job root removed (off the async threads) when dropped, whatever ended the job: the
+/// conn drops it once the reply is sent. A spare root for the job's toolchain is made
+/// first, on the same blocking thread, for the next job.
+pub(crate) struct RootGuard {
     root: Option<JobRoot>,
     store: Arc<Store>,
+    /// The toolchain to make a spare root for, and whether with the charset modules.
+    spare: Option<(Arc<Spares>, Arc<Toolchain>, bool)>,
 }
 
 impl Drop for RootGuard {
@@ -92,7 +97,11 @@ impl Drop for RootGuard {
             return;
         };
         let store = self.store.clone();
+        let spare = self.spare.take();
         let remove = move || {
+            if let Some((spares, tc, charsets)) = spare {
+                spares.replenish(&tc, charsets);
+            }
             let path = root.root.clone();
             if let Err(e) = root.remove() {
                 tracing::warn!("cannot remove {}: {e}", path.display());
@@ -137,12 +146,15 @@ impl Drop for SlotUser<'_> {
 pub const MAX_TIMEOUT_SECS: u32 = 3600;
 
 impl Worker {
-    /// Runs `job` once its peer and the worker have a slot free.
+    /// Runs `job` once its peer and the worker have a slot free. Its root is left in
+    /// `finished` (removed when that is dropped: after the reply), or removed on the way
+    /// out if the job ends otherwise.
     pub(crate) async fn run_job(
         &self,
         job: JobRequest,
         mine: &Owned,
         peer: &PeerGuard,
+        finished: &mut Option<RootGuard>,
     ) -> Result<(JobDone, Vec<u8>), JobError> {
         crate::admission::check(&job, &self.store)?;
         // In the peer's own queue, served fairly against the other hosts'.
@@ -159,31 +171,42 @@ impl Worker {
             gid: base.gid.saturating_add(slot.n),
         });
         let n = self.next_root.fetch_add(1, Ordering::Relaxed);
-        let root_dir = self.config.work_dir.join("jobs").join(n.to_string());
+        let mut root_dir = self.config.work_dir.join("jobs").join(n.to_string());
         let job = Arc::new(job);
         let t0 = Instant::now();
+        let mut from_spare = false;
         let prepared = {
             let (job, store, toolchains) = (job.clone(), self.store.clone(), &self.toolchains);
-            let dir = root_dir.clone();
+            let spares = &self.spares;
+            let (dir, from_spare) = (&mut root_dir, &mut from_spare);
             // Blocking file-system work; the worker's thread pool has room for it.
             tokio::task::block_in_place(move || {
                 let tc = toolchains.get(&job.compiler, mine)?;
                 let charsets = offload_shared::toolchain::needs_charsets(&job.argv);
-                let root = JobRoot::create(&dir, &tc, &job.tree, &store, user, charsets)?;
-                Ok::<_, JobError>((root, tc.mode.clone()))
+                let root = match spares.take(&tc, charsets) {
+                    Some(spare) => {
+                        spare.path().clone_into(dir);
+                        *from_spare = true;
+                        JobRoot::create_in(spare, &job.tree, &store, user)?
+                    }
+                    None => JobRoot::create(dir, &tc, &job.tree, &store, user, charsets)?,
+                };
+                Ok::<_, JobError>((root, tc, charsets))
             })
         };
-        let (root, mode) = match prepared {
+        let (root, tc, charsets) = match prepared {
             Ok(r) => r,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&root_dir);
                 return Err(e);
             }
         };
-        let root = RootGuard {
+        let mode = tc.mode.clone();
+        let root = finished.insert(RootGuard {
             root: Some(root),
             store: self.store.clone(),
-        };
+            spare: Some((self.spares.clone(), tc, charsets)),
+        });
         let t1 = Instant::now();
         let command = mode.command(&job)?;
         let result = compile_in(root.root.as_ref(), &job, &command, user).await;
@@ -191,9 +214,9 @@ impl Worker {
             job = job.job_id,
             root_us = (t1 - t0).as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64,
+            spare = from_spare,
             "job timings"
         );
-        drop(root);
         result
     }
 }

@@ -5,10 +5,10 @@
 //! shutdown; [`conn`] speaks the protocol on one connection, with its limits and timeouts;
 //! [`quota`] accounts what each peer holds and [`fair`] shares the slots between hosts; [`job`] runs one job: [`admission`] decides
 //! whether it runs at all, [`toolchain`] (with [`inventory`] and [`shipped`]) gives it a
-//! compiler, [`command`] its command, [`jobroot`] its root, [`sandbox`] confines it and
-//! [`harvest`] collects its outputs; [`store`] keeps received files by digest;
-//! [`donation`] says whether the worker lends now, fed by the owner's pause ([`control`])
-//! and the idle policy ([`idle`]).
+//! compiler, [`command`] its command, [`jobroot`] its root (from a [`spare`] one when
+//! there is one), [`sandbox`] confines it and [`harvest`] collects its outputs; [`store`]
+//! keeps received files by digest; [`donation`] says whether the worker lends now, fed by
+//! the owner's pause ([`control`]) and the idle policy ([`idle`]).
 
 pub mod admission;
 pub mod asshim;
@@ -27,6 +27,7 @@ pub mod quota;
 pub mod sandbox;
 pub mod server;
 pub mod shipped;
+pub mod spare;
 pub mod store;
 pub mod toolchain;
 

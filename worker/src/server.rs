@@ -29,6 +29,7 @@ use crate::jobroot::JobUser;
 use crate::pairing::Pairings;
 use crate::quota::{PeerId, QuotaLimits, Quotas};
 use crate::sandbox;
+use crate::spare::Spares;
 use crate::store::Store;
 use crate::toolchain::Toolchains;
 
@@ -91,6 +92,8 @@ pub struct Worker {
     /// Slot numbers not in use: a job runs as the job user's ids plus its slot's number.
     pub(crate) free_users: std::sync::Mutex<Vec<u32>>,
     pub(crate) next_root: AtomicU64,
+    /// Roots holding a toolchain's part, made ahead of its next job.
+    pub(crate) spares: Arc<Spares>,
     pub(crate) quotas: Arc<Quotas>,
     connections: Arc<Semaphore>,
     drain: watch::Sender<Drain>,
@@ -195,6 +198,7 @@ impl Worker {
             path: config.work_dir.clone(),
             source,
         };
+        // Job roots and spare roots a killed worker left.
         let jobs = config.work_dir.join("jobs");
         if jobs.exists() {
             std::fs::remove_dir_all(&jobs).map_err(wd)?;
@@ -219,6 +223,11 @@ impl Worker {
             store: Arc::new(store),
             toolchains,
             next_root: AtomicU64::new(0),
+            spares: Arc::new(Spares::new(
+                jobs,
+                config.slots as usize,
+                2 * config.slots as usize,
+            )),
             quotas,
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             drain: watch::Sender::new(Drain::Serving),
@@ -325,5 +334,7 @@ impl Worker {
             while tasks.join_next().await.is_some() {}
         }
         self.slots.close();
+        let spares = self.spares.clone();
+        let _ = tokio::task::spawn_blocking(move || spares.close()).await;
     }
 }
