@@ -41,6 +41,8 @@ pub struct BuildConfig {
     pub verbose: bool,
     /// Fraction of remote results to check against a local compile.
     pub verify_rate: f64,
+    /// Every distributable compile on a worker, none here (for checking workers).
+    pub remote_only: bool,
     /// The command.
     pub command: Vec<String>,
 }
@@ -93,6 +95,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
             local_nice: cfg.local_nice,
             scratch: tmp.path().to_owned(),
             verify_rate: cfg.verify_rate,
+            remote_only: cfg.remote_only,
         },
         &workers,
         cfg.auth.clone(),

@@ -52,6 +52,11 @@ enum Command {
         /// build says so.
         #[arg(long, value_name = "RATE", value_parser = parse_rate, default_value = "0")]
         verify: f64,
+        /// Compile every job that can go remote on a worker, waiting for one however slow
+        /// it is, and none here (a job whose worker fails still falls back): for checking
+        /// a worker, not for speed.
+        #[arg(long)]
+        remote_only: bool,
         /// The build command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             verbose,
             no_discover,
             verify,
+            remote_only,
             command,
         } => {
             let settings = config::load(&config::dir()?)?;
@@ -223,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 local_worker_slots: cpus(),
                 verbose,
                 verify_rate: verify,
+                remote_only,
                 command,
             }))
         }

@@ -10,7 +10,7 @@ use offload_e2e::paths::on_path;
 use offload_e2e::projects::{self, Project};
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 
-use crate::via;
+use crate::via_all_remote;
 
 const SLOTS: u32 = 3;
 
@@ -23,7 +23,7 @@ fn build(name: &str, project: &Project, cc: &str) {
         argv: project.make_argv(SLOTS as usize, cc),
         env: vec![],
         stdin: None,
-        offload_args: via(&worker),
+        offload_args: via_all_remote(&worker),
     });
     assert_eq!(
         both.plain.status,
@@ -134,7 +134,7 @@ fn failing_build_keeps_diagnostics_and_status() {
             .to_vec(),
         env: vec![],
         stdin: None,
-        offload_args: via(&worker),
+        offload_args: via_all_remote(&worker),
     });
     assert_eq!(both.plain.status, Status::Code(2), "{}", both.context());
     let err = String::from_utf8_lossy(&both.plain.stderr);

@@ -8,7 +8,7 @@ use offload_e2e::cmd::Status;
 use offload_e2e::paths::fix_mtimes;
 use offload_e2e::{NetnsWorker, Twice, run_twice};
 
-use crate::via;
+use crate::via_all_remote;
 
 /// Where the one compiler call must run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -801,7 +801,7 @@ fn run_case(name: &str) {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         stdin: case.stdin.map(|s| s.as_bytes().to_vec()),
-        offload_args: via(&worker),
+        offload_args: via_all_remote(&worker),
     });
     assert_eq!(
         both.plain.status,

@@ -7,7 +7,14 @@ use offload_e2e::container::{ContainerWorker, image};
 use offload_e2e::{Twice, projects, run_twice};
 
 fn via(w: &ContainerWorker) -> Vec<String> {
-    vec!["--worker".into(), w.worker_arg(), "-j".into(), "1".into()]
+    // Every result must come from the container, however slow qemu makes it.
+    vec![
+        "--worker".into(),
+        w.worker_arg(),
+        "-j".into(),
+        "1".into(),
+        "--remote-only".into(),
+    ]
 }
 
 /// `project` built with `cc` entirely on a worker container from `image`: every object and

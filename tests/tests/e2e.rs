@@ -48,3 +48,12 @@ fn via(worker: &offload_e2e::NetnsWorker) -> Vec<String> {
         "1".into(),
     ]
 }
+
+/// [`via`] with `--remote-only`: every compile that can go remote waits for the worker,
+/// whatever this host measures of its speed, for tests that check every result came
+/// from it.
+fn via_all_remote(worker: &offload_e2e::NetnsWorker) -> Vec<String> {
+    let mut args = via(worker);
+    args.push("--remote-only".into());
+    args
+}

@@ -339,7 +339,7 @@ fn malformed_frames_leave_the_worker_serving() {
         argv: project.make_argv(2, "gcc"),
         env: vec![],
         stdin: None,
-        offload_args: via(&worker),
+        offload_args: crate::via_all_remote(&worker),
     });
     both.assert_plain_succeeded();
     both.assert_counts(project.objects as u64, project.links as u64);
@@ -364,7 +364,7 @@ fn no_worker_given_starts_a_local_worker() {
         argv: project.make_argv(1, "gcc"),
         env: vec![],
         stdin: None,
-        offload_args: vec!["-j".into(), "1".into()],
+        offload_args: vec!["-j".into(), "1".into(), "--remote-only".into()],
     });
     both.assert_plain_succeeded();
     both.assert_counts(project.objects as u64, project.links as u64);

@@ -13,7 +13,7 @@ use offload_shared::Digest;
 use offload_shared::protocol::PROTOCOL_VERSION;
 use serde_json::{Value, json};
 
-use crate::via;
+use crate::via_all_remote;
 
 const SLOTS: u32 = 3;
 
@@ -66,7 +66,7 @@ fn toolchain_is_shipped_once_to_a_worker_without_gcc() {
             argv: project.make_argv(SLOTS as usize, "gcc"),
             env: vec![("XDG_CACHE_HOME".into(), cache.display().to_string())],
             stdin: None,
-            offload_args: via(&worker),
+            offload_args: via_all_remote(&worker),
         })
     };
 

@@ -68,6 +68,9 @@ pub struct Config {
     pub scratch: PathBuf,
     /// Fraction of remote results checked against a local compile (`--verify`).
     pub verify_rate: f64,
+    /// Every job that may go remote waits for a worker; none runs here, none is raced
+    /// here (`--remote-only`, for checking workers). A failed one still falls back.
+    pub remote_only: bool,
 }
 
 /// The coordinator's state.
@@ -101,8 +104,10 @@ impl Coordinator {
         auth: Arc<crate::auth::HostAuth>,
         probe_cache: probecache::ProbeCache,
     ) -> Arc<Coordinator> {
+        let sched = Scheduler::new(config.local_slots.max(1));
+        sched.set_remote_only(config.remote_only);
         let coord = Arc::new(Coordinator {
-            sched: Scheduler::new(config.local_slots.max(1)),
+            sched,
             verify: verify::Verify::new(config.verify_rate),
             config,
             workers: Registry::default(),

@@ -125,6 +125,8 @@ struct State {
     seq: u64,
     /// This host's measured seconds per unit of cost, once known.
     local_speed: Option<f64>,
+    /// Jobs that may go remote go to a worker only (`--remote-only`), whatever its speed.
+    remote_only: bool,
 }
 
 /// The scheduler.
@@ -159,6 +161,7 @@ impl Scheduler {
                 waiting: Vec::new(),
                 seq: 0,
                 local_speed: None,
+                remote_only: false,
             })),
         }
     }
@@ -301,6 +304,12 @@ impl Scheduler {
         })
     }
 
+    /// Sends every job that may go remote to a worker, waiting for one, never here
+    /// (while any worker is known): for checking workers.
+    pub fn set_remote_only(&self, on: bool) {
+        self.update(|s| s.remote_only = on);
+    }
+
     /// Jobs that can run or wait usefully now: this host's slots, and each usable
     /// worker's slots and queue places (what a build tool's parallelism should be).
     pub fn capacity(&self) -> usize {
@@ -378,6 +387,15 @@ fn try_grant(
         w.in_flight += 1;
         Some(Place::Remote(id))
     };
+    // Checking workers: a job waits for one, here only when none is usable at all.
+    let usable = |s: &State| {
+        s.workers
+            .iter()
+            .any(|(id, w)| !exclude.contains(id) && w.down_until.is_none_or(|t| t <= now))
+    };
+    if remote_ok && s.remote_only && usable(s) {
+        return take(s, &|w| w.in_flight < w.slots + w.queue);
+    }
     // A free slot of a worker that is not much slower than this host first (this host
     // has scans to run), then a free local slot, then a slow worker's free slot if the
     // job ends sooner there than waiting here, then a queue place behind a worker's
@@ -526,6 +544,33 @@ mod tests {
         // Unmeasured workers count as fast as the fastest measured one.
         s.add_worker(id("new"), 4, 0);
         assert_eq!(try_now(&s, true), Some(remote("new")));
+    }
+
+    #[test]
+    fn remote_only_waits_for_a_worker_of_any_speed() {
+        let s = Scheduler::new(1);
+        s.set_remote_only(true);
+        // No worker at all: here.
+        assert_eq!(try_now(&s, true), Some(Place::Local));
+        s.add_worker(id("slow"), 1, 1);
+        s.set_speed(&Place::Local, 1.0);
+        s.set_speed(&remote("slow"), 10.0);
+        assert_eq!(try_now(&s, true), Some(remote("slow")));
+        assert_eq!(
+            try_now(&s, true),
+            Some(remote("slow")),
+            "its queue place too"
+        );
+        assert_eq!(
+            try_now(&s, true),
+            None,
+            "never here while a worker is known"
+        );
+        assert_eq!(
+            try_now(&s, false),
+            None,
+            "the local slot went to the first job"
+        );
     }
 
     #[tokio::test]
