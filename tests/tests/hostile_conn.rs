@@ -159,7 +159,13 @@ fn a_flood_of_idle_connections_is_capped_per_peer() {
     let again = Peer::connect_from(worker.addr(), attacker)
         .expect("the peer's share is given back when its connections close");
     drop(again.stream.shutdown(std::net::Shutdown::Both));
-    let after = fds(pid);
+    // The worker closes each as it sees the end (within seconds on a loaded machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut after = fds(pid);
+    while after > before + 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = fds(pid);
+    }
     assert!(after <= before + 2, "descriptors {before} → {after}");
 }
 
