@@ -135,7 +135,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
     // As many jobs at once as there are compile slots here and on live workers, unless
     // the user said; a jobserver follows the slots as workers come and go.
     let plan = crate::parallel::plan(&cfg.command, &|k| std::env::var(k).ok(), coord.capacity());
-    let jobserver = apply_parallelism(&mut cmd, plan, cfg.verbose)?;
+    let (jobserver, parallelism) = apply_parallelism(&mut cmd, plan)?;
     let follow_slots = jobserver.map(|js| tokio::spawn(follow_capacity(js, coord.clone())));
     let mut child = cmd
         .spawn()
@@ -195,6 +195,7 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
                 probes(&coord.stats.second_runs_lost)
             );
         }
+        eprintln!("offload:   {parallelism}");
         for (reason, n) in coord.stats.reasons() {
             eprintln!("offload:   {n:>5} × {reason}");
         }
@@ -205,45 +206,34 @@ pub async fn run(cfg: BuildConfig) -> anyhow::Result<i32> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Tells the build command its parallelism as `plan` says; the jobserver, if it is one.
+/// Tells the build command its parallelism as `plan` says: the jobserver, if it is one,
+/// and what was done, for the end of a verbose build (a line printed before the build's
+/// own output would change its stderr).
 fn apply_parallelism(
     cmd: &mut tokio::process::Command,
     plan: crate::parallel::Plan,
-    verbose: bool,
-) -> anyhow::Result<Option<crate::jobserver::Jobserver>> {
+) -> anyhow::Result<(Option<crate::jobserver::Jobserver>, String)> {
     use crate::parallel::Plan;
-    match plan {
-        Plan::AsIs(why) => {
-            if verbose {
-                eprintln!("offload: the build's parallelism is its own: {why}");
-            }
-            Ok(None)
-        }
+    Ok(match plan {
+        Plan::AsIs(why) => (None, format!("the build's parallelism is its own: {why}")),
         Plan::Jobserver { n } => {
             let js = crate::jobserver::Jobserver::new(n).context("starting the jobserver")?;
             let mut flags = std::env::var("MAKEFLAGS").unwrap_or_default();
             flags.push_str(&js.makeflags());
             cmd.env("MAKEFLAGS", flags);
-            if verbose {
-                eprintln!("offload: make gets {n} jobs at once (a jobserver following the slots)");
-            }
-            Ok(Some(js))
+            let said = format!("make got {n} jobs at once (a jobserver following the slots)");
+            (Some(js), said)
         }
         Plan::DebBuildOptions(v) => {
-            if verbose {
-                eprintln!("offload: DEB_BUILD_OPTIONS={v}");
-            }
-            cmd.env("DEB_BUILD_OPTIONS", v);
-            Ok(None)
+            cmd.env("DEB_BUILD_OPTIONS", &v);
+            (None, format!("the build got DEB_BUILD_OPTIONS={v}"))
         }
         Plan::Append(args) => {
-            if verbose {
-                eprintln!("offload: the build gets {}", args.join(" "));
-            }
+            let said = format!("the build got {}", args.join(" "));
             cmd.args(args);
-            Ok(None)
+            (None, said)
         }
-    }
+    })
 }
 
 /// Keeps the jobserver's size at the coordinator's capacity for the whole build.

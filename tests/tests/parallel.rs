@@ -182,7 +182,7 @@ fn make_without_j_follows_the_live_slot_count() {
     out.assert_success("the build");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("make gets 4 jobs at once"),
+        stderr.contains("make got 4 jobs at once"),
         "offload did not give make its jobserver:\n{stderr}"
     );
     let ev = events(&dir);
