@@ -148,7 +148,7 @@ fn compilers_running(here: u32, there: &[u32]) -> (usize, usize) {
 fn make_without_j_follows_the_live_slot_count() {
     let worker = NetnsWorker::start(2);
     let dir = fresh_dir("jobserver_follows");
-    let files = 40;
+    let files = 60;
     write_project(&dir, files);
     let mut run = offload_make(&dir, &worker, &["make"]).spawn();
     // Once a few compiles are done, with the worker in use.
@@ -165,13 +165,14 @@ fn make_without_j_follows_the_live_slot_count() {
         .control(&["pause"])
         .assert_success("pausing the worker");
     let paused = now_secs();
-    // Compilers at once from a few seconds after the pause (the jobs running then end)
-    // for as long as the worker stays paused for the host (30 s before it asks again).
+    // Compilers at once from a moment after the pause (the worker stops the jobs it runs
+    // within its 1 s grace) for as long as the worker stays paused for the host (30 s
+    // before it asks again).
     let (mut here_most, mut there_most) = (0, 0);
     let worker_pids = worker.pids();
     while !run.finished() {
         let t = now_secs();
-        if t > paused + 4.0 && t < paused + 25.0 {
+        if t > paused + 2.5 && t < paused + 25.0 {
             let (here, there) = compilers_running(run.pid(), &worker_pids);
             here_most = here_most.max(here);
             there_most = there_most.max(there);
@@ -190,7 +191,7 @@ fn make_without_j_follows_the_live_slot_count() {
     assert_eq!(ends, files, "every unit compiled once\n{stderr}");
     let last = ev.iter().map(|e| e.0).fold(0.0, f64::max);
     assert!(
-        last > paused + 6.0,
+        last > paused + 4.0,
         "too little of the build was left after the pause to judge ({:.1} s)",
         last - paused
     );
