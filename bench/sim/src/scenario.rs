@@ -103,71 +103,50 @@ const SOURCE_BYTES: (f64, f64) = (2048.0, 262_144.0);
 /// source's size says little about its headers.
 const NOISE: (f64, f64) = (0.5, 1.5);
 
+/// The first scenario, which the others vary.
+const SATURATING: Params = Params {
+    name: "saturating",
+    about: "10 different 3000-job builds started together, make -j160",
+    hosts: 10,
+    jobs: (3000, 3000),
+    same_build: false,
+    jobs_limit: (160, 160),
+    local_slots: (8, 8),
+    host_speed: (1.0, 1.0),
+    stagger_secs: 0.0,
+    workers: 50,
+    worker_slots: (1, 16),
+    worker_speed: (0.5, 3.0),
+    slow_workers: 0,
+    net_ms: 5,
+};
+
 /// The scenarios of the report, in its order.
 pub const SCENARIOS: &[Params] = &[
-    Params {
-        name: "saturating",
-        about: "10 different 3000-job builds started together, make -j160",
-        hosts: 10,
-        jobs: (3000, 3000),
-        same_build: false,
-        jobs_limit: (160, 160),
-        local_slots: (8, 8),
-        host_speed: (1.0, 1.0),
-        stagger_secs: 0.0,
-        workers: 50,
-        worker_slots: (1, 16),
-        worker_speed: (0.5, 3.0),
-        slow_workers: 0,
-        net_ms: 5,
-    },
+    SATURATING,
     Params {
         name: "equal builds",
         about: "10 hosts build the same 2000 jobs at once, make -j100",
-        hosts: 10,
         jobs: (2000, 2000),
         same_build: true,
         jobs_limit: (100, 100),
-        local_slots: (8, 8),
-        host_speed: (1.0, 1.0),
-        stagger_secs: 0.0,
-        workers: 50,
-        worker_slots: (1, 16),
-        worker_speed: (0.5, 3.0),
-        slow_workers: 0,
-        net_ms: 5,
+        ..SATURATING
     },
     Params {
         name: "mixed",
         about: "builds of 300-4000 jobs started over 60 s, make -j16..200, hosts 4-16 slots",
-        hosts: 10,
         jobs: (300, 4000),
-        same_build: false,
         jobs_limit: (16, 200),
         local_slots: (4, 16),
         host_speed: (0.7, 1.5),
         stagger_secs: 60.0,
-        workers: 50,
-        worker_slots: (1, 16),
-        worker_speed: (0.5, 3.0),
-        slow_workers: 0,
-        net_ms: 5,
+        ..SATURATING
     },
     Params {
         name: "slow workers",
         about: "as saturating, 5 of the 50 workers at 0.1x (4 slots each)",
-        hosts: 10,
-        jobs: (3000, 3000),
-        same_build: false,
-        jobs_limit: (160, 160),
-        local_slots: (8, 8),
-        host_speed: (1.0, 1.0),
-        stagger_secs: 0.0,
-        workers: 50,
-        worker_slots: (1, 16),
-        worker_speed: (0.5, 3.0),
         slow_workers: 5,
-        net_ms: 5,
+        ..SATURATING
     },
 ];
 

@@ -388,11 +388,7 @@ fn try_grant(
         Some(Place::Remote(id))
     };
     // Checking workers: a job waits for one, here only when none is usable at all.
-    let usable = |s: &State| {
-        s.workers
-            .iter()
-            .any(|(id, w)| !exclude.contains(id) && w.down_until.is_none_or(|t| t <= now))
-    };
+    let usable = |s: &State| pick(&s.workers, exclude, now, &|_| true).is_some();
     if remote_ok && s.remote_only && usable(s) {
         return take(s, &|w| w.in_flight < w.slots + w.queue);
     }
