@@ -27,7 +27,7 @@ fn ten_hosts_building_the_same_thing_are_served_fairly() {
     );
 }
 
-/// What the scheduler reaches now (0.83 of the ideal, see docs/BENCHMARKS.md): a floor
+/// What the scheduler reaches now (0.82 of the ideal, see docs/BENCHMARKS.md): a floor
 /// that catches a regression.
 #[test]
 fn saturating_throughput_does_not_regress() {
